@@ -6,6 +6,7 @@
 # If a ROS 2 distro is sourced (ROS_DISTRO set, /opt/ros/$ROS_DISTRO present) it is used
 # instead of the ROS wheels.
 set -euo pipefail
+shopt -s nullglob
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,7 +17,7 @@ PY="${PYTHON:-python3}"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # hash of the given files + extra strings; a step runs only when it changed
-digest() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+digest() { { cat "$@" 2>/dev/null || true; } | sha256sum | cut -c1-16; }
 done_already() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 mark_done() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
 
@@ -86,12 +87,20 @@ else
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
   export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 fi
-key=$(digest package.xml CMakeLists.txt msg/* srv/* action/* scripts/unipixel_node)
+key=$(digest package.xml CMakeLists.txt msg/* srv/* action/* scripts/unipixel_node unipixel_ros/__init__.py launch/* config/*)
 if ! done_already colcon "$key" || [ ! -f install/local_setup.bash ]; then
   say "building the ROS interfaces with colcon"
+  # CMake refuses exported include dirs inside the source tree, and .venv (numpy's
+  # headers) lives inside this checkout; so colcon builds a staged copy of the ROS
+  # package files. The Python modules themselves run from this checkout (step 5).
   rm -rf build install
-  colcon --log-base build/log build --paths . --build-base build --install-base install \
-    --event-handlers console_cohesion- status- summary+ \
+  STAGE="$ROOT/build/stage/unipixel_ros"
+  mkdir -p "$STAGE/unipixel_ros" "$STAGE/scripts"
+  cp -r package.xml CMakeLists.txt msg srv action launch config "$STAGE/"
+  cp scripts/unipixel_node "$STAGE/scripts/"
+  cp unipixel_ros/__init__.py "$STAGE/unipixel_ros/"
+  colcon --log-base build/log build --base-paths "$STAGE" --build-base build/colcon \
+    --install-base install \
     --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF
   mark_done colcon "$key"
 fi
@@ -112,6 +121,8 @@ ${SYSTEM_ROS:+. "$SYSTEM_ROS/setup.bash"}
 . "$VENV/bin/activate"
 export AMENT_PREFIX_PATH="$VENV\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}"
 . "$ROOT/install/local_setup.bash"
+# The checkout's modules first; its __init__ extends __path__ to the generated msg/srv/action.
+export PYTHONPATH="$ROOT\${PYTHONPATH:+:\$PYTHONPATH}"
 # Keep DDS on this machine unless the caller chose otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE="\${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export ROS_DOMAIN_ID="\${ROS_DOMAIN_ID:-\$(( (\$\$ % 100) + 1 ))}"
