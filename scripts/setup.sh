@@ -96,7 +96,8 @@ if ! done_already colcon "$key" || [ ! -f install/local_setup.bash ]; then
   rm -rf build install
   STAGE="$ROOT/build/stage/unipixel_ros"
   mkdir -p "$STAGE/unipixel_ros" "$STAGE/scripts"
-  cp -r package.xml CMakeLists.txt msg srv action launch config "$STAGE/"
+  cp package.xml CMakeLists.txt "$STAGE/"
+  for d in msg srv action launch config; do [ -d "$d" ] && cp -r "$d" "$STAGE/"; done
   cp scripts/unipixel_node "$STAGE/scripts/"
   cp unipixel_ros/__init__.py "$STAGE/unipixel_ros/"
   colcon --log-base build/log build --base-paths "$STAGE" --build-base build/colcon \
