@@ -1,0 +1,261 @@
+"""Visual prompts, request validation and the question/answer text UniPixel was trained on.
+
+This module is the one home of UniPixel's special token strings and of the text
+formats around them. How the published checkpoints expect them:
+
+* An object is named in the text as ``[k]`` (k = 0, 1, ...). An object that carries a
+  point or box prompt is marked once, right after its first mention: ``[k] <|ref|>``;
+  later mentions stay ``[k]``. The ``<|ref|>`` embedding is replaced by the encoded
+  prompt, so there is exactly one ``<|ref|>`` per prompted object, in order of first
+  mention.
+* Segmenting named objects ("pre-fill" of the object memory): the question is wrapped as
+  ``"<question> Please localize the relevant objects with IDs."`` and the assistant turn
+  is ``"[0] <|seg|> [1] <|seg|>"`` (one ``[k] <|seg|>`` per object, space separated).
+* Free-text segmentation: the model writes ``<|seg|>`` itself; the request styles below
+  are the phrasings it was trained on.
+* ``<|mem|>`` appears only in the object-memory prefix built by :mod:`unipixel_ros.memory`.
+
+Prompt types are plain frozen dataclasses (no ROS), with pixel coordinates of the
+original camera image and ``frame_index`` into the request's frame window.
+"""
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+REF_TOKEN = "<|ref|>"
+SEG_TOKEN = "<|seg|>"
+MEM_TOKEN = "<|mem|>"
+SPECIAL_TOKENS: tuple[str, str, str] = (REF_TOKEN, SEG_TOKEN, MEM_TOKEN)
+
+# "[k]" in user text names object k.
+OBJECT_REFERENCE = re.compile(r"\[(\d+)\]")
+_REF_MARK = re.compile(r"\[(\d+)\] " + re.escape(REF_TOKEN))
+
+LOCALIZE_OBJECTS_SUFFIX = "Please localize the relevant objects with IDs."
+
+
+class PromptError(ValueError):
+    """A request's text or visual prompts cannot be given to the model as they are."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointPrompt:
+    """A clicked point (pixel coordinates, x right, y down) on one frame of the window.
+
+    UniPixel was trained with one positive point per object; negative points are
+    representable (the ROS message has a label) but rejected by :func:`validate_request`.
+    """
+
+    object_index: int
+    frame_index: int
+    x: float
+    y: float
+    positive: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class BoxPrompt:
+    """An axis-aligned box given by its top-left (x0, y0) and bottom-right (x1, y1) corners."""
+
+    object_index: int
+    frame_index: int
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class MaskPrompt:
+    """A binary mask (H x W, True = object) drawn on one frame of the window.
+
+    Compared by identity: array equality is not a boolean.
+    """
+
+    object_index: int
+    frame_index: int
+    mask: np.ndarray
+
+
+VisualPrompt = PointPrompt | BoxPrompt | MaskPrompt
+
+
+class SegmentationStyle(enum.Enum):
+    """Request phrasings UniPixel was trained on for free-text segmentation.
+
+    The value is a ``str.format`` template with one ``{}`` for the user's text.
+    """
+
+    SENTENCE = "{} Please provide the segmentation mask."
+    QUESTION = "{} Please answer the question and provide the segmentation mask."
+    EXPLANATORY = "{} Please provide the segmentation mask and explain why."
+    DESCRIPTION = "Please segment the object according to the description: {}"
+
+
+def referenced_objects(text: str) -> tuple[int, ...]:
+    """Object indices named as ``[k]`` in ``text``, in order of first mention, without repeats."""
+    seen: dict[int, None] = {}
+    for match in OBJECT_REFERENCE.finditer(text):
+        seen.setdefault(int(match.group(1)), None)
+    return tuple(seen)
+
+
+def _ref_prompted(prompts: Iterable[VisualPrompt]) -> list[PointPrompt | BoxPrompt]:
+    return [p for p in prompts if isinstance(p, (PointPrompt, BoxPrompt))]
+
+
+def ref_token_objects(question: str) -> tuple[int, ...]:
+    """Object index of each ``<|ref|>`` token in a composed question, in token order."""
+    return tuple(int(m.group(1)) for m in _REF_MARK.finditer(question))
+
+
+def order_ref_prompts(question: str, prompts: Iterable[VisualPrompt]) -> list[PointPrompt | BoxPrompt]:
+    """The point/box prompts in the order of the ``<|ref|>`` tokens of ``question``.
+
+    The encoded prompts replace the ``<|ref|>`` token embeddings in sequence order, so
+    this is the order in which the model must encode them.
+    """
+    by_object = {p.object_index: p for p in _ref_prompted(prompts)}
+    order = ref_token_objects(question)
+    missing = sorted(set(by_object) - set(order))
+    if missing:
+        raise PromptError(f"the question has no {REF_TOKEN} for [{missing[0]}]")
+    unknown = [k for k in order if k not in by_object]
+    if unknown:
+        raise PromptError(f"the question marks [{unknown[0]}] with {REF_TOKEN} but it has no point or box prompt")
+    return [by_object[k] for k in order]
+
+
+def insert_ref_tokens(text: str, object_indices: Iterable[int]) -> str:
+    """Append `` <|ref|>`` to the first mention ``[k]`` of each listed object."""
+    pending = set(object_indices)
+
+    def mark(match: re.Match[str]) -> str:
+        k = int(match.group(1))
+        if k in pending:
+            pending.discard(k)
+            return f"{match.group(0)} {REF_TOKEN}"
+        return match.group(0)
+
+    marked = OBJECT_REFERENCE.sub(mark, text)
+    if pending:
+        missing = ", ".join(f"[{k}]" for k in sorted(pending))
+        raise PromptError(f"cannot mark {missing} with {REF_TOKEN}: the text does not name it")
+    return marked
+
+
+def compose_question(text: str, prompts: Sequence[VisualPrompt]) -> str:
+    """The user question with ``<|ref|>`` after each point/box-prompted object.
+
+    An empty text (a bare click or box) becomes the list of prompted objects,
+    ``"[0] [1]"``, so the result is ``"[0] <|ref|> [1] <|ref|>"``.
+    """
+    text = text.strip()
+    if not text:
+        text = " ".join(f"[{k}]" for k in sorted({p.object_index for p in prompts}))
+    return insert_ref_tokens(text, (p.object_index for p in _ref_prompted(prompts)))
+
+
+def localize_objects_question(question: str) -> str:
+    """Wrap a question for segmenting its named objects (the memory pre-fill pass)."""
+    return f"{question} {LOCALIZE_OBJECTS_SUFFIX}"
+
+
+def segmentation_answer(object_indices: Iterable[int]) -> str:
+    """The assistant turn that asks for one mask per object: ``"[0] <|seg|> [1] <|seg|>"``."""
+    return " ".join(f"[{k}] {SEG_TOKEN}" for k in object_indices)
+
+
+def segmentation_request(text: str, style: SegmentationStyle = SegmentationStyle.SENTENCE) -> str:
+    """Free-text segmentation request in one of the trained phrasings."""
+    return style.value.format(text.strip())
+
+
+def _is_finite(*values: float) -> bool:
+    return all(math.isfinite(float(v)) for v in values)
+
+
+def _check_prompt(prompt: VisualPrompt, num_frames: int, width: int, height: int) -> None:
+    k = prompt.object_index
+    name = f"prompt for [{k}]"
+    if k < 0:
+        raise PromptError(f"object index must be >= 0, got {k}")
+    if not 0 <= prompt.frame_index < num_frames:
+        raise PromptError(
+            f"{name}: frame index {prompt.frame_index} is outside the window of {num_frames} frames")
+    if isinstance(prompt, PointPrompt):
+        if not _is_finite(prompt.x, prompt.y):
+            raise PromptError(f"{name}: point has a NaN or infinite coordinate ({prompt.x}, {prompt.y})")
+        if not prompt.positive:
+            raise PromptError(f"{name}: negative points are not supported; UniPixel takes one positive point")
+        if not (0 <= prompt.x < width and 0 <= prompt.y < height):
+            raise PromptError(
+                f"{name}: point ({prompt.x}, {prompt.y}) is outside the {width}x{height} image")
+    elif isinstance(prompt, BoxPrompt):
+        corners = (prompt.x0, prompt.y0, prompt.x1, prompt.y1)
+        if not _is_finite(*corners):
+            raise PromptError(f"{name}: box has a NaN or infinite coordinate {corners}")
+        if not (0 <= prompt.x0 <= width and 0 <= prompt.x1 <= width
+                and 0 <= prompt.y0 <= height and 0 <= prompt.y1 <= height):
+            raise PromptError(f"{name}: box {corners} is outside the {width}x{height} image")
+        if prompt.x1 <= prompt.x0 or prompt.y1 <= prompt.y0:
+            raise PromptError(f"{name}: box {corners} has zero area (needs x0 < x1 and y0 < y1)")
+    elif isinstance(prompt, MaskPrompt):
+        mask = np.asarray(prompt.mask)
+        if mask.shape != (height, width):
+            raise PromptError(
+                f"{name}: mask has size {mask.shape}, expected (height, width) = ({height}, {width})")
+        if not mask.any():
+            raise PromptError(f"{name}: mask is empty")
+    else:
+        raise PromptError(f"unknown prompt type {type(prompt).__name__}")
+
+
+def validate_request(text: str, prompts: Sequence[VisualPrompt], num_frames: int, width: int,
+                     height: int) -> None:
+    """Reject a request the model cannot answer as asked; the message names the problem.
+
+    Rules: at least one frame; text or prompts; user text does not contain the special
+    tokens; prompts are finite and inside the image (points in [0, W) x [0, H), box
+    corners in [0, W] x [0, H] with x0 < x1 and y0 < y1, masks H x W and non-empty);
+    one prompt per object; when the text is not empty, it names every prompted object
+    as ``[k]`` and every object it names has a prompt (if any prompts are given).
+    """
+    if num_frames < 1:
+        raise PromptError("no frames: the camera window is empty")
+    if width < 1 or height < 1:
+        raise PromptError(f"image size must be positive, got {width}x{height}")
+    for token in SPECIAL_TOKENS:
+        if token in text:
+            raise PromptError(f"text must not contain the reserved token {token}")
+    if not text.strip() and not prompts:
+        raise PromptError("empty request: give a text, a visual prompt, or both")
+
+    seen: dict[int, VisualPrompt] = {}
+    for prompt in prompts:
+        _check_prompt(prompt, num_frames, width, height)
+        k = prompt.object_index
+        if k in seen:
+            raise PromptError(
+                f"two prompts for [{k}] ({type(seen[k]).__name__} and {type(prompt).__name__}); "
+                "give one point, box or mask per object")
+        seen[k] = prompt
+
+    if not text.strip() or not prompts:
+        return
+    named = referenced_objects(text)
+    unnamed = sorted(set(seen) - set(named))
+    if unnamed:
+        names = " ".join(f"[{k}]" for k in named) or "no object"
+        raise PromptError(
+            f"prompt for [{unnamed[0]}] but the text names {'only ' if named else ''}{names}; "
+            f"write [{unnamed[0]}] where the object belongs in the text")
+    unprompted = [k for k in named if k not in seen]
+    if unprompted:
+        raise PromptError(f"the text names [{unprompted[0]}] but no prompt is given for it")
