@@ -1,0 +1,346 @@
+"""Per-camera sliding windows of recent frames, bounded by time, count and bytes.
+
+ROS-free on purpose: the node's subscription callbacks add frames and the query side
+reads them from another thread, and both sides are tested without a ROS graph.
+
+Conventions
+-----------
+* A frame's image is RGB, ``uint8``, shape ``(H, W, 3)``, C-contiguous and read-only.
+  Grey cameras are expanded to three equal channels: the model and every consumer
+  take RGB, and one layout keeps the byte accounting and the query code simple.
+* Time is the camera's header stamp in integer nanoseconds, never the arrival time:
+  the window's duration bound, ordering and the stamp lookups all use it, so
+  bag playback and simulated time behave like a live camera.
+* The window always holds the newest frames (by stamp) that satisfy all three
+  bounds together: a new frame evicts the oldest ones until the span
+  ``newest - oldest`` is at most ``duration_s``, the count at most ``max_frames``
+  and the summed image bytes at most ``max_bytes``.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+NS_PER_S = 1_000_000_000
+
+
+class FrameError(ValueError):
+    """An image or camera description that cannot be stored as a frame."""
+
+
+class WindowLimitsError(ValueError):
+    """A window bound out of range; ``field`` names the offending :class:`WindowLimits` field."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+class WindowQueryError(ValueError):
+    """A selection request on a window that makes no sense (e.g. a negative count)."""
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """What the query side needs from ``sensor_msgs/CameraInfo``: image size and calibration."""
+
+    width: int
+    height: int
+    k: np.ndarray                 # 3x3 intrinsic matrix, row-major, read-only
+    distortion_model: str = ""
+    d: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        k = np.array(self.k, dtype=np.float64).reshape(3, 3)
+        k.flags.writeable = False
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "d", tuple(float(v) for v in self.d))
+        if self.width < 0 or self.height < 0:
+            raise FrameError(f"camera info size must be non-negative, got {self.width}x{self.height}")
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One stored camera image with the stamp and frame_id it arrived with."""
+
+    image: np.ndarray
+    stamp_ns: int
+    frame_id: str
+    camera_info: CameraIntrinsics | None = None
+
+    def __post_init__(self) -> None:
+        image = self.image
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            raise FrameError(f"frame image must be a uint8 numpy array, got {type(image).__name__} "
+                             f"{getattr(image, 'dtype', '')}")
+        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+            raise FrameError(f"frame image must have shape (H, W, 3) with H, W > 0, got {image.shape}")
+        if not image.flags.c_contiguous:
+            raise FrameError("frame image must be C-contiguous (a compact copy, not a strided view)")
+        if image.flags.writeable:
+            image.flags.writeable = False
+        object.__setattr__(self, "stamp_ns", int(self.stamp_ns))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the image occupies; what ``max_bytes`` is measured in."""
+        return int(self.image.nbytes)
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class WindowLimits:
+    """Bounds of one camera's window; all must be positive so memory stays bounded."""
+
+    duration_s: float
+    max_frames: int
+    max_bytes: int
+    decimation: int = 1            # keep one frame in every ``decimation`` usable frames
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.duration_s, (int, float)) and math.isfinite(self.duration_s)
+                and self.duration_s > 0):
+            raise WindowLimitsError("duration_s", f"must be a finite number > 0, got {self.duration_s!r}")
+        for name in ("max_frames", "max_bytes", "decimation"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise WindowLimitsError(name, f"must be an integer >= 1, got {value!r}")
+
+    @property
+    def duration_ns(self) -> int:
+        return int(round(self.duration_s * NS_PER_S))
+
+
+class Admission(str, Enum):
+    """What happened to a frame offered to a window. Values are stable counter names."""
+
+    STORED = "stored"
+    DECIMATED = "decimated"                      # skipped on purpose by the decimation
+    DUPLICATE_STAMP = "duplicate_stamp"          # same stamp as a held or the newest seen frame
+    TOO_OLD = "too_old"                          # older than everything the bounds keep
+    TOO_LARGE = "frame_exceeds_max_bytes"        # one image alone is over ``max_bytes``
+
+    @property
+    def is_drop(self) -> bool:
+        """True for the outcomes that lose a frame the user did not ask to skip."""
+        return self not in (Admission.STORED, Admission.DECIMATED)
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """A consistent snapshot of a window's fill and lifetime counters."""
+
+    frames: int
+    bytes: int
+    oldest_ns: int | None
+    newest_ns: int | None
+    evicted: int
+    stamp_resets: int
+    limits: WindowLimits = field(repr=False)
+
+    @property
+    def span_s(self) -> float:
+        """Stamp distance between the oldest and newest held frame (0 with < 2 frames)."""
+        if self.oldest_ns is None or self.newest_ns is None:
+            return 0.0
+        return (self.newest_ns - self.oldest_ns) / NS_PER_S
+
+    @property
+    def fill(self) -> dict[str, float]:
+        """Fraction of each bound in use: frames, bytes and duration."""
+        return {
+            "frames": self.frames / self.limits.max_frames,
+            "bytes": self.bytes / self.limits.max_bytes,
+            "duration": self.span_s / self.limits.duration_s,
+        }
+
+
+class FrameWindow:
+    """Thread-safe sliding window of one camera's frames, ordered by stamp.
+
+    Adding is two steps so that a frame that will not be kept is never decoded:
+    :meth:`admit` decides from the stamp alone (duplicates, decimation), then
+    :meth:`insert` stores the decoded frame. :meth:`add` does both for frames that
+    are already decoded. Readers get immutable snapshots (tuples of frozen frames
+    with read-only images), so they never hold the lock while they work.
+
+    Out-of-order stamps are inserted at their place. A stamp that jumps back further
+    than ``duration_s`` behind the newest frame cannot be transport reordering; it
+    means the source's clock restarted (a looping bag, a restarted simulation), so
+    the window is emptied and starts again from that frame (``stamp_resets`` counts it).
+    """
+
+    def __init__(self, limits: WindowLimits) -> None:
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._frames: list[Frame] = []
+        self._stamps: list[int] = []
+        self._bytes = 0
+        self._usable_seen = 0          # frames that passed the stamp checks, for decimation
+        self._newest_seen_ns: int | None = None
+        self._evicted = 0
+        self._stamp_resets = 0
+
+    @property
+    def limits(self) -> WindowLimits:
+        return self._limits
+
+    # -- writing -------------------------------------------------------------------------
+
+    def admit(self, stamp_ns: int) -> Admission:
+        """Decide from the stamp whether a frame should be decoded and inserted.
+
+        Returns STORED when the caller should decode the frame and call :meth:`insert`;
+        DUPLICATE_STAMP or DECIMATED otherwise. Every usable stamp counts toward the
+        decimation, including frames that later fail to decode.
+        """
+        with self._lock:
+            if stamp_ns == self._newest_seen_ns or self._holds(stamp_ns):
+                return Admission.DUPLICATE_STAMP
+            if self._newest_seen_ns is None or stamp_ns > self._newest_seen_ns:
+                self._newest_seen_ns = stamp_ns
+            keep = self._usable_seen % self._limits.decimation == 0
+            self._usable_seen += 1
+            return Admission.STORED if keep else Admission.DECIMATED
+
+    def insert(self, frame: Frame) -> Admission:
+        """Store an admitted frame and evict what the bounds no longer allow.
+
+        Returns STORED, or why the frame was not kept: its stamp became a duplicate
+        meanwhile, it is older than everything the bounds keep (the window is then left
+        untouched), or it is over ``max_bytes`` by itself.
+        """
+        if frame.nbytes > self._limits.max_bytes:
+            return Admission.TOO_LARGE
+        stamp = frame.stamp_ns
+        with self._lock:
+            if self._holds(stamp):
+                return Admission.DUPLICATE_STAMP
+            if self._stamps and stamp < self._stamps[-1] - self._limits.duration_ns:
+                self._reset_locked()
+                self._stamp_resets += 1
+                self._newest_seen_ns = stamp
+                self._usable_seen = 1
+            pos = bisect.bisect_left(self._stamps, stamp)
+            newer = self._frames[pos:]
+            if (len(newer) + 1 > self._limits.max_frames
+                    or sum(f.nbytes for f in newer) + frame.nbytes > self._limits.max_bytes):
+                return Admission.TOO_OLD
+            self._stamps.insert(pos, stamp)
+            self._frames.insert(pos, frame)
+            self._bytes += frame.nbytes
+            self._evicted += self._evict_locked()
+            return Admission.STORED
+
+    def add(self, frame: Frame) -> Admission:
+        """:meth:`admit` then :meth:`insert`, for a frame that is already decoded."""
+        verdict = self.admit(frame.stamp_ns)
+        return self.insert(frame) if verdict is Admission.STORED else verdict
+
+    def clear(self) -> None:
+        """Forget every frame and restart the decimation phase; counters are kept."""
+        with self._lock:
+            self._reset_locked()
+
+    def _holds(self, stamp_ns: int) -> bool:
+        i = bisect.bisect_left(self._stamps, stamp_ns)
+        return i < len(self._stamps) and self._stamps[i] == stamp_ns
+
+    def _reset_locked(self) -> None:
+        self._frames.clear()
+        self._stamps.clear()
+        self._bytes = 0
+        self._usable_seen = 0
+        self._newest_seen_ns = None
+
+    def _evict_locked(self) -> int:
+        """Drop oldest frames until all bounds hold; returns how many were dropped."""
+        limits = self._limits
+        cutoff = self._stamps[-1] - limits.duration_ns
+        n = 0
+        while (self._stamps[n] < cutoff or len(self._stamps) - n > limits.max_frames
+               or self._bytes > limits.max_bytes):
+            self._bytes -= self._frames[n].nbytes
+            n += 1
+        if n:
+            del self._frames[:n]
+            del self._stamps[:n]
+        return n
+
+    # -- reading -------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[Frame, ...]:
+        """All held frames, oldest first."""
+        with self._lock:
+            return tuple(self._frames)
+
+    def latest(self) -> Frame | None:
+        """The newest frame, or None while the window is empty."""
+        with self._lock:
+            return self._frames[-1] if self._frames else None
+
+    def last_frames(self, count: int) -> tuple[Frame, ...]:
+        """The newest ``count`` frames (fewer if the window holds fewer), oldest first."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise WindowQueryError(f"frame count must be an integer >= 1, got {count!r}")
+        with self._lock:
+            return tuple(self._frames[-count:])
+
+    def last_seconds(self, seconds: float, until_ns: int | None = None) -> tuple[Frame, ...]:
+        """Frames stamped in ``[ref - seconds, ref]``, oldest first.
+
+        ``ref`` is ``until_ns`` when given, else the newest frame's stamp, so a camera
+        that stopped still answers with its last moments rather than nothing.
+        """
+        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+            raise WindowQueryError(f"seconds must be a finite number >= 0, got {seconds!r}")
+        with self._lock:
+            if not self._stamps:
+                return ()
+            ref = self._stamps[-1] if until_ns is None else int(until_ns)
+            lo = bisect.bisect_left(self._stamps, ref - int(round(seconds * NS_PER_S)))
+            hi = bisect.bisect_right(self._stamps, ref)
+            return tuple(self._frames[lo:hi])
+
+    def nearest(self, stamp_ns: int, tolerance_ns: int) -> Frame | None:
+        """The frame whose stamp is closest to ``stamp_ns``, if within ``tolerance_ns``.
+
+        On a tie the older frame wins, so the answer does not depend on arrival order.
+        """
+        if tolerance_ns < 0:
+            raise WindowQueryError(f"tolerance must be >= 0 ns, got {tolerance_ns}")
+        with self._lock:
+            i = bisect.bisect_left(self._stamps, stamp_ns)
+            best: Frame | None = None
+            best_dist = tolerance_ns + 1
+            for j in (i - 1, i):
+                if 0 <= j < len(self._stamps):
+                    dist = abs(self._stamps[j] - stamp_ns)
+                    if dist < best_dist:
+                        best, best_dist = self._frames[j], dist
+            return best
+
+    def stats(self) -> WindowStats:
+        with self._lock:
+            return WindowStats(
+                frames=len(self._frames),
+                bytes=self._bytes,
+                oldest_ns=self._stamps[0] if self._stamps else None,
+                newest_ns=self._stamps[-1] if self._stamps else None,
+                evicted=self._evicted,
+                stamp_resets=self._stamp_resets,
+                limits=self._limits,
+            )
+
