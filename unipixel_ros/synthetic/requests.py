@@ -284,8 +284,8 @@ def multi_object_request(video: Video, rng: np.random.Generator) -> SyntheticReq
     attribute = str(rng.choice(["colour", "shape"]))
     values = [getattr(video.scene.objects[o], attribute) for o in objs]
     text = f"What {attribute}s are {_and_list(refs)}?"
-    answer = _and_list([f"{ref} is {_with_article(v) if attribute == 'shape' else v}" for ref, v in zip(refs, values)])
-    answer += "."
+    said = [_with_article(v) if attribute == "shape" else v for v in values]
+    answer = _and_list([f"{ref} is {v}" for ref, v in zip(refs, said)]) + "."
     return SyntheticRequest(RequestKind.MULTI_OBJECT, text, prompts, tuple(objs), video, answer=answer)
 
 

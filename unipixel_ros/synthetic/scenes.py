@@ -103,6 +103,16 @@ class SceneObject:
         """Radius of the circle around the centre that holds the whole shape, in pixels."""
         return self.size * _shape_radius(self.shape)
 
+    def outline(self) -> np.ndarray:
+        """[N, 2] polygon vertices (x, y) in pixels relative to the centre, rotated by ``angle``."""
+        if self.shape == "circle":
+            raise SceneError("a circle has no polygon outline")
+        cos_a, sin_a = math.cos(self.angle), math.sin(self.angle)
+        unit = _POLYGONS[self.shape]
+        return self.size * np.stack(
+            [unit[:, 0] * cos_a - unit[:, 1] * sin_a, unit[:, 0] * sin_a + unit[:, 1] * cos_a], axis=1
+        )
+
     def mask_at(self, center: tuple[float, float], width: int, height: int) -> np.ndarray:
         """Boolean [height, width] mask of the whole shape centred at ``center`` (occlusion ignored)."""
         mask = np.zeros((height, width), dtype=bool)
@@ -117,13 +127,9 @@ class SceneObject:
         if self.shape == "circle":
             inside = xs * xs + ys * ys <= self.size * self.size
         else:
-            cos_a, sin_a = math.cos(self.angle), math.sin(self.angle)
-            unit = _POLYGONS[self.shape]
-            verts = self.size * np.stack(
-                [unit[:, 0] * cos_a - unit[:, 1] * sin_a, unit[:, 0] * sin_a + unit[:, 1] * cos_a], axis=1
-            )
             # Convex polygon: inside when on the inner side of every edge. The outlines
-            # above run clockwise on screen (y down), which makes the inner side positive.
+            # run clockwise on screen (y down), which makes the inner side positive.
+            verts = self.outline()
             inside = np.ones((ys.shape[0], xs.shape[1]), dtype=bool)
             for (ax, ay), (bx, by) in zip(verts, np.roll(verts, -1, axis=0)):
                 cross = (bx - ax) * (ys - ay) - (by - ay) * (xs - ax)
