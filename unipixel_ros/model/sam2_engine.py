@@ -1,0 +1,420 @@
+"""UniPixel's SAM 2.1 segmentation and tracking, on top of the unmodified pip ``sam2``.
+
+What UniPixel asks of SAM 2, and how this engine does it with ``SAM2Base``'s own
+building blocks (image encoder, memory attention, memory encoder, prompt encoder,
+object-pointer projection) without patching the library:
+
+* ``<SEG>``: the seg head's two 256-d tokens are appended to the sparse prompt of
+  frame 0 (after the padding point rows SAM 2 uses when no click is given). Frame 0
+  is an initial conditioning frame; whether three masks are decoded is SAM 2's own
+  rule (``_use_multimask`` with no points). The result is encoded into memory and
+  propagated forward through the other frames of the window, one object per
+  ``<SEG>`` with its own memory, so no cross-object non-overlap step applies.
+* A click or box (click-to-segment, no language model): SAM 2's point prompt on any
+  frame of the window (a box is two points labelled 2 and 3, as SAM 2's video
+  predictor feeds it), then propagation forward to the newest frame and backward to
+  the oldest, in that order, as SAM 2's video predictor does when asked for both.
+* Tracking: a ``TrackState`` (plain data the caller owns, one per object) is stepped
+  onto each new camera frame. A live stream is treated as a long video, so object
+  pointers are normalised by SAM 2's pointer limit (16 frames), not by a window length.
+
+Every mask-decoder call with three-mask output goes through a ``MaskDecoderBackend``
+(PyTorch by default; ONNX Runtime / TensorRT replace it). Single-mask decodes (a box,
+or several clicks) run SAM 2's torch decoder directly: the exported graphs only
+reproduce the three-mask case UniPixel uses for ``<SEG>`` and tracking.
+
+Image features are cached per frame key, so frames already tracked or queried are
+never encoded again. Nothing per request is stored on any module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from unipixel_ros.decoders.base import DecoderInputs, DecoderOutputs, MaskDecoderBackend
+from unipixel_ros.decoders.graph import padding_prompt, seed_prompt
+from unipixel_ros.geometry import logits_to_masks, point_to_sam, sam_preprocess, upsample_mask_logits
+from unipixel_ros.model.feature_cache import FeatureCache, FrameFeatures
+
+# SAM 2's point labels (prompt encoder embedding rows).
+NEGATIVE, POSITIVE, BOX_TOP_LEFT, BOX_BOTTOM_RIGHT = 0, 1, 2, 3
+
+DEFAULT_CACHE_FRAMES = 32
+DEFAULT_ENCODE_BATCH = 8
+
+
+class FrameError(ValueError):
+    """Frames or frame keys the engine cannot encode."""
+
+
+class ClickError(ValueError):
+    """A point or box prompt SAM 2 cannot take."""
+
+
+class TrackError(ValueError):
+    """A tracking state that cannot be stepped."""
+
+
+@dataclass(frozen=True)
+class FrameMask:
+    """One object on one frame."""
+
+    mask: np.ndarray              # [H, W] bool at the frame's own resolution (logits > 0)
+    score: float                  # SAM 2's predicted IoU of the mask
+    object_score: float           # object-presence logit
+    low_res_logits: torch.Tensor  # [S/4, S/4] float32 mask logits on the SAM frame
+
+    @property
+    def visible(self) -> bool:
+        """SAM 2's own decision: the object is on this frame when its presence logit is > 0."""
+        return self.object_score > 0
+
+
+@dataclass
+class TrackState:
+    """SAM 2 memory of one object, stepped by ``Sam2Engine.track``; owned by the caller.
+
+    Entries use SAM 2's key names (``maskmem_features``, ``maskmem_pos_enc``, ``obj_ptr``)
+    because ``SAM2Base._prepare_memory_conditioned_features`` reads them. Only the
+    entries SAM 2 can still read for the next frame are kept, so the size is bounded.
+    One state must not be stepped from two threads at once.
+    """
+
+    cond: dict[int, dict[str, Any]]    # frame index -> memory of the prompted (seed) frame
+    recent: dict[int, dict[str, Any]] = field(default_factory=dict)  # other frames' memory
+    last_index: int = 0                # newest frame index segmented or tracked
+
+    def output_dict(self) -> dict[str, dict[int, dict[str, Any]]]:
+        """The view SAM 2's memory attention reads."""
+        return {"cond_frame_outputs": self.cond, "non_cond_frame_outputs": self.recent}
+
+    def nbytes(self) -> int:
+        """Bytes held in tensors (the shared positional encoding counted once)."""
+        seen: set[int] = set()
+        total = 0
+        for entry in (*self.cond.values(), *self.recent.values()):
+            for value in entry.values():
+                for t in (value if isinstance(value, list) else [value]):
+                    if isinstance(t, torch.Tensor) and id(t) not in seen:
+                        seen.add(id(t))
+                        total += t.numel() * t.element_size()
+        return total
+
+
+@dataclass
+class ObjectSegmentation:
+    """One object segmented on every frame of a window, and its memory for tracking on."""
+
+    frames: list[FrameMask]
+    state: TrackState
+
+    @property
+    def masks(self) -> np.ndarray:
+        """[T, H, W] bool (frames of one window share a size)."""
+        return np.stack([f.mask for f in self.frames])
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    masks: torch.Tensor         # [1, 1, S/4, S/4] float32, absent objects already NO_OBJ_SCORE
+    iou: torch.Tensor           # [1, 1]
+    obj_ptr: torch.Tensor       # [1, C]
+    object_score: torch.Tensor  # [1, 1]
+
+
+def _check_frames(frames: Sequence[np.ndarray], keys: Sequence[Hashable]) -> None:
+    if len(frames) == 0:
+        raise FrameError("no frames given")
+    if len(frames) != len(keys):
+        raise FrameError(f"{len(frames)} frames but {len(keys)} frame keys")
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
+                or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+            desc = (f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray)
+                    else type(frame).__name__)
+            raise FrameError(f"frame {i} must be an RGB uint8 array [H, W, 3], got {desc}")
+
+
+class Sam2Engine:
+    """Encode frames (cached), seed SAM 2 with ``<SEG>`` tokens or clicks, propagate, track.
+
+    ``sam2`` is a ``SAM2Base`` (e.g. ``PixelQwen2_5_VL.sam2``) in eval mode; it is read,
+    never modified. ``dtype`` is the compute dtype (default: the module's): float16 /
+    bfloat16 run under autocast, which also covers a module stored in that dtype.
+    """
+
+    def __init__(self, sam2: nn.Module, decoder: MaskDecoderBackend | None = None,
+                 cache: FeatureCache | None = None, dtype: torch.dtype | None = None,
+                 encode_batch: int = DEFAULT_ENCODE_BATCH):
+        if not sam2.use_high_res_features_in_sam:
+            raise ValueError("SAM 2 model must use high-resolution features in its mask decoder "
+                             "(use_high_res_features_in_sam=True, as SAM 2.1 does)")
+        if encode_batch < 1:
+            raise ValueError(f"encode_batch must be >= 1, got {encode_batch}")
+        if decoder is None:
+            from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
+            decoder = TorchMaskDecoder(sam2)
+        self.sam2 = sam2
+        self.decoder = decoder
+        self.cache = cache if cache is not None else FeatureCache(DEFAULT_CACHE_FRAMES)
+        self.dtype = dtype or next(sam2.parameters()).dtype
+        self.encode_batch = encode_batch
+        self.encode_count = 0  # frames run through the image encoder so far
+
+    @property
+    def image_size(self) -> int:
+        return int(self.sam2.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.sam2.parameters()).device
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    # ------------------------------------------------------------------ image features
+
+    @torch.inference_mode()
+    def features(self, frames: Sequence[np.ndarray], keys: Sequence[Hashable]) -> list[FrameFeatures]:
+        """Image features of ``frames``, encoding only those whose key is not cached."""
+        _check_frames(frames, keys)
+        found: dict[Hashable, FrameFeatures] = {}
+        missing: dict[Hashable, np.ndarray] = {}
+        for frame, key in zip(frames, keys):
+            if key in found or key in missing:
+                continue
+            cached = self.cache.get(key)
+            if cached is None:
+                missing[key] = frame
+            else:
+                found[key] = cached
+        todo = list(missing.items())
+        for start in range(0, len(todo), self.encode_batch):
+            chunk = todo[start:start + self.encode_batch]
+            for (key, _), feats in zip(chunk, self._encode([frame for _, frame in chunk])):
+                self.cache.put(key, feats)
+                found[key] = feats
+        return [found[key] for key in keys]
+
+    def _encode(self, frames: list[np.ndarray]) -> list[FrameFeatures]:
+        device = self.device
+        batch = torch.cat([sam_preprocess(torch.from_numpy(np.ascontiguousarray(f)).to(device), self.image_size) for f in frames])
+        with self._autocast():
+            out = self.sam2.forward_image(batch.to(next(self.sam2.parameters()).dtype))
+        fpn, pos = out["backbone_fpn"], out["vision_pos_enc"]
+        self.encode_count += len(frames)
+
+        def own(t: torch.Tensor, i: int) -> torch.Tensor:
+            # Stored in the compute dtype (autocast leaves some outputs in float32), each
+            # frame in its own storage so that evicting one frame frees its memory.
+            return t[i:i + 1].to(self.dtype, copy=True)
+
+        return [FrameFeatures(image_embed=own(fpn[-1], i), image_pos=own(pos[-1], i),
+                              feat_s0=own(fpn[-3], i), feat_s1=own(fpn[-2], i))
+                for i in range(len(frames))]
+
+    # ------------------------------------------------------------------ public segmentation
+
+    @torch.inference_mode()
+    def segment_seg_tokens(self, frames: Sequence[np.ndarray], keys: Sequence[Hashable],
+                           seg_tokens: torch.Tensor) -> ObjectSegmentation:
+        """Segment the object of one ``<SEG>`` on every frame: seeded on frame 0, propagated forward.
+
+        ``seg_tokens``: [S, C] or [1, S, C], the seg head's output for one ``<SEG>``.
+        """
+        if seg_tokens.dim() == 2:
+            seg_tokens = seg_tokens.unsqueeze(0)
+        feats = self.features(frames, keys)
+        with self._autocast():
+            sparse = seed_prompt(self.sam2, seg_tokens.to(self.device))
+            multimask = self.sam2._use_multimask(True, None)
+            return self._segment_window(frames, feats, 0, sparse, multimask)
+
+    @torch.inference_mode()
+    def segment_prompt(self, frames: Sequence[np.ndarray], keys: Sequence[Hashable], frame_index: int,
+                       points: Sequence[tuple[float, float]] = (), labels: Sequence[int] = (),
+                       box: tuple[float, float, float, float] | None = None) -> ObjectSegmentation:
+        """Segment a clicked object on every frame: SAM 2's point/box prompt on ``frame_index``.
+
+        Coordinates are pixels of that frame (x right, y down); ``labels`` are 1 (object)
+        or 0 (background) per point; ``box`` is (x0, y0, x1, y1). Propagates forward to
+        the last frame, then backward to the first.
+        """
+        _check_frames(frames, keys)
+        if not 0 <= frame_index < len(frames):
+            raise ClickError(f"frame_index {frame_index} is outside the {len(frames)} frames")
+        height, width = frames[frame_index].shape[:2]
+        coords, point_labels = self._click_inputs(points, labels, box, width, height)
+        feats = self.features(frames, keys)
+        with self._autocast():
+            sparse, _ = self.sam2.sam_prompt_encoder(points=(coords, point_labels), boxes=None, masks=None)
+            multimask = self.sam2._use_multimask(True, {"point_coords": coords, "point_labels": point_labels})
+            return self._segment_window(frames, feats, frame_index, sparse, multimask)
+
+    @torch.inference_mode()
+    def track(self, state: TrackState, frame: np.ndarray, key: Hashable) -> FrameMask:
+        """Step one object onto the next camera frame (frame index ``state.last_index + 1``).
+
+        An object SAM 2 reports as absent is returned not visible (empty mask); its
+        state keeps tracking, so it is found again when it reappears.
+        """
+        if not state.cond:
+            raise TrackError("tracking state has no prompted frame to track from")
+        feats = self.features([frame], [key])[0]
+        index = state.last_index + 1
+        # A live stream is a long video: SAM 2's pointer window is full, never cut by a length.
+        horizon = max(index + 1, int(self.sam2.max_obj_ptrs_in_encoder))
+        with self._autocast():
+            sparse = padding_prompt(self.sam2, 1)
+            multimask = self.sam2._use_multimask(False, None)
+            decoded = self._step(state, feats, index, sparse, multimask, cond=False,
+                                 horizon=horizon, reverse=False)
+        state.last_index = index
+        self._prune(state)
+        return self._frame_mask(decoded, frame)
+
+    # ------------------------------------------------------------------ internals
+
+    def _click_inputs(self, points: Sequence[tuple[float, float]], labels: Sequence[int],
+                      box: tuple[float, float, float, float] | None, width: int,
+                      height: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Camera-pixel clicks -> SAM-frame point coords [1, N, 2] and labels [1, N] (box first)."""
+        if len(points) != len(labels):
+            raise ClickError(f"{len(points)} points but {len(labels)} labels")
+        if not points and box is None:
+            raise ClickError("a click needs at least one point or a box")
+        if any(label not in (NEGATIVE, POSITIVE) for label in labels):
+            raise ClickError(f"point labels must be {POSITIVE} (object) or {NEGATIVE} (background), "
+                             f"got {list(labels)}")
+        corners: list[tuple[float, float]] = []
+        corner_labels: list[int] = []
+        if box is not None:
+            if len(box) != 4:
+                raise ClickError(f"a box is (x0, y0, x1, y1), got {box}")
+            x0, y0, x1, y1 = box
+            if x1 < x0 or y1 < y0:
+                raise ClickError(f"box corners must be top-left then bottom-right, got {box}")
+            corners, corner_labels = [(x0, y0), (x1, y1)], [BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]
+        all_points = [*corners, *points]
+        if not np.isfinite(np.asarray(all_points, dtype=np.float64)).all():
+            raise ClickError(f"click coordinates must be finite, got {all_points}")
+        # SAM 2's video predictor scales boxes like points (float), unlike UniPixel's <REF> boxes.
+        sam_points = np.stack([point_to_sam(x, y, width, height, self.image_size) for x, y in all_points])
+        coords = torch.from_numpy(sam_points).to(self.device)[None]
+        point_labels = torch.tensor([[*corner_labels, *labels]], dtype=torch.int32, device=self.device)
+        return coords, point_labels
+
+    def _segment_window(self, frames: Sequence[np.ndarray], feats: list[FrameFeatures], seed: int,
+                        sparse: torch.Tensor, multimask: bool) -> ObjectSegmentation:
+        """Seed on frame ``seed`` with ``sparse``, then propagate forward and backward."""
+        state = TrackState(cond={})
+        horizon = len(frames)
+        decoded: dict[int, _Decoded] = {
+            seed: self._step(state, feats[seed], seed, sparse, multimask, cond=True,
+                             horizon=horizon, reverse=False)}
+        track_sparse = padding_prompt(self.sam2, 1)
+        track_multimask = self.sam2._use_multimask(False, None)
+        for reverse, order in ((False, range(seed + 1, horizon)), (True, range(seed - 1, -1, -1))):
+            for t in order:
+                decoded[t] = self._step(state, feats[t], t, track_sparse, track_multimask, cond=False,
+                                        horizon=horizon, reverse=reverse)
+        state.last_index = horizon - 1
+        self._prune(state)
+        return ObjectSegmentation([self._frame_mask(decoded[t], frames[t]) for t in range(horizon)], state)
+
+    def _step(self, state: TrackState, feats: FrameFeatures, index: int, sparse: torch.Tensor,
+              multimask: bool, *, cond: bool, horizon: int, reverse: bool) -> _Decoded:
+        """One frame of SAM 2 tracking: memory attention, mask decoder, memory encoder."""
+        sam = self.sam2
+        vision = [feats.image_embed.flatten(2).permute(2, 0, 1)]  # (HW) x 1 x C, as SAM 2 keeps it
+        vision_pos = [feats.image_pos.flatten(2).permute(2, 0, 1)]
+        sizes = [tuple(feats.image_embed.shape[-2:])]
+        pix_feat = sam._prepare_memory_conditioned_features(
+            frame_idx=index, is_init_cond_frame=cond, current_vision_feats=vision,
+            current_vision_pos_embeds=vision_pos, feat_sizes=sizes, output_dict=state.output_dict(),
+            num_frames=horizon, track_in_reverse=reverse)
+        decoded = self._decode(pix_feat, feats, sparse, multimask)
+        high_res = upsample_mask_logits(decoded.masks, self.image_size, self.image_size)
+        # Prompted frames count as "mask from points" exactly as SAM 2's video predictor encodes them.
+        maskmem, maskmem_pos = sam._encode_new_memory(
+            current_vision_feats=vision, feat_sizes=sizes, pred_masks_high_res=high_res,
+            object_score_logits=decoded.object_score, is_mask_from_pts=cond)
+        entry = {"maskmem_features": maskmem.to(feats.image_embed.dtype),
+                 "maskmem_pos_enc": self._shared_pos(state, maskmem_pos),
+                 "obj_ptr": decoded.obj_ptr}
+        (state.cond if cond else state.recent)[index] = entry
+        return decoded
+
+    @staticmethod
+    def _shared_pos(state: TrackState, pos: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The memory positional encoding depends only on the shape: keep one copy per state."""
+        for entry in (*state.cond.values(), *state.recent.values()):
+            return entry["maskmem_pos_enc"]
+        return pos
+
+    def _decode(self, pix_feat: torch.Tensor, feats: FrameFeatures, sparse: torch.Tensor,
+                multimask: bool) -> _Decoded:
+        if multimask:
+            out = self.decoder(DecoderInputs(image_embed=pix_feat, feat_s0=feats.feat_s0,
+                                             feat_s1=feats.feat_s1, sparse=sparse))
+        else:
+            out = self._decode_single(pix_feat, feats, sparse)
+        return _Decoded(masks=out.masks.float(), iou=out.iou,
+                        obj_ptr=self._object_pointer(out.tokens, out.object_score),
+                        object_score=out.object_score)
+
+    def _decode_single(self, pix_feat: torch.Tensor, feats: FrameFeatures,
+                       sparse: torch.Tensor) -> DecoderOutputs:
+        """SAM 2's torch decoder with single-mask output (box or several clicks)."""
+        from sam2.modeling.sam2_base import NO_OBJ_SCORE
+
+        sam = self.sam2
+        encoder = sam.sam_prompt_encoder
+        dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
+            pix_feat.shape[0], -1, *pix_feat.shape[-2:])
+        masks, iou, tokens, object_score = sam.sam_mask_decoder(
+            image_embeddings=pix_feat, image_pe=encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense, multimask_output=False, repeat_image=False,
+            high_res_features=[feats.feat_s0, feats.feat_s1])
+        if sam.pred_obj_scores:
+            masks = torch.where(object_score[:, :, None, None] > 0, masks, NO_OBJ_SCORE)
+        return DecoderOutputs(masks=masks.float(), iou=iou, tokens=tokens[:, 0], object_score=object_score)
+
+    def _object_pointer(self, token: torch.Tensor, object_score: torch.Tensor) -> torch.Tensor:
+        """SAM 2's object pointer from the chosen output token, with its occlusion handling."""
+        sam = self.sam2
+        ptr = sam.obj_ptr_proj(token)
+        if sam.pred_obj_scores:
+            present = object_score.sigmoid() if sam.soft_no_obj_ptr else (object_score > 0).to(ptr.dtype)
+            if sam.fixed_no_obj_ptr:
+                ptr = present * ptr
+            ptr = ptr + (1 - present) * sam.no_obj_ptr
+        return ptr
+
+    def _prune(self, state: TrackState) -> None:
+        """Drop what SAM 2 can no longer read when tracking forward from ``state.last_index``.
+
+        The next frame reads spatial memory of the last ``num_maskmem - 1`` frames (every
+        ``stride``-th beyond the newest) and object pointers of the last
+        ``max_obj_ptrs_in_encoder - 1`` frames.
+        """
+        sam = self.sam2
+        newest = state.last_index
+        oldest_ptr = newest + 2 - int(sam.max_obj_ptrs_in_encoder) if sam.use_obj_ptrs_in_encoder else newest + 1
+        oldest_mem = newest - int(sam.memory_temporal_stride_for_eval) * max(int(sam.num_maskmem) - 2, 0)
+        for t in list(state.recent):
+            if t < min(oldest_ptr, oldest_mem):
+                del state.recent[t]
+            elif t < oldest_mem and "maskmem_features" in state.recent[t]:
+                state.recent[t] = {"obj_ptr": state.recent[t]["obj_ptr"]}
+
+    def _frame_mask(self, decoded: _Decoded, frame: np.ndarray) -> FrameMask:
+        height, width = frame.shape[:2]
+        mask = logits_to_masks(decoded.masks[0, 0], height, width).cpu().numpy()
+        return FrameMask(mask=mask, score=float(decoded.iou.float().item()),
+                         object_score=float(decoded.object_score.float().item()),
+                         low_res_logits=decoded.masks[0, 0])
