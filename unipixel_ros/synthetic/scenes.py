@@ -419,8 +419,13 @@ def _place_crossing(
     meet_point = np.asarray(target.position) + meet * np.asarray(target.velocity)
     mover = objects[front]
     reach = mover.extent
+    # Every outline holds the disc of radius 0.44 * size about its centre (the triangle's
+    # slanted edges are the closest, at size / sqrt(5)), so centres this close overlap;
+    # not much closer, so the back object stays partly in view.
     for _ in range(64):
-        offset = rng.uniform(-0.4, 0.4, size=2) * target.size
+        heading = rng.uniform(0.0, 2 * math.pi)
+        reach_apart = rng.uniform(0.3, 0.44) * (target.size + mover.size)
+        offset = reach_apart * np.array([math.cos(heading), math.sin(heading)])
         velocity = rng.uniform(-1.0, 1.0, size=2) * max(1.0, 0.04 * min(width, height))
         start = meet_point + offset - meet * velocity
         end = start + steps * velocity
