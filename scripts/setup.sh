@@ -46,7 +46,11 @@ REQS=(requirements/ml.txt)
 key=$(digest "${REQS[@]}")
 if ! done_already pip "$key"; then
   say "installing Python packages (${REQS[*]}); first run takes several minutes"
-  pip install --progress-bar off -q $(printf -- '-r %s ' "${REQS[@]}")
+  if ! pip install --progress-bar off -q $(printf -- '-r %s ' "${REQS[@]}") > "$VENV/pip.log" 2>&1; then
+    grep -v "^WARNING: Location 'file:" "$VENV/pip.log" | tail -40
+    say "pip failed; full log: $VENV/pip.log"
+    exit 1
+  fi
   mark_done pip "$key"
 fi
 
