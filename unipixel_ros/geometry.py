@@ -86,7 +86,7 @@ def mask_to_sam_frame(mask: np.ndarray | torch.Tensor, size: int = SAM_IMAGE_SIZ
 
 def mask_to_sam_box(mask: np.ndarray | torch.Tensor, size: int = SAM_IMAGE_SIZE) -> np.ndarray:
     """Mask prompt -> int32 SAM-frame box [[x0, y0], [x1, y1]] (inclusive pixel indices)."""
-    sam_mask = mask_to_sam_frame(mask, size).numpy()
+    sam_mask = mask_to_sam_frame(mask, size).cpu().numpy()
     if sam_mask.ndim != 2:
         raise GeometryError(f"expected one H x W mask, got shape {sam_mask.shape}")
     ys, xs = np.nonzero(sam_mask)
@@ -99,7 +99,7 @@ def mask_to_sam_point(mask: np.ndarray | torch.Tensor, size: int = SAM_IMAGE_SIZ
     """Mask prompt -> float32 SAM-frame point [x, y]: the pixel farthest from the mask border."""
     import cv2
 
-    sam_mask = mask_to_sam_frame(mask, size).numpy()
+    sam_mask = mask_to_sam_frame(mask, size).cpu().numpy()
     if sam_mask.ndim != 2:
         raise GeometryError(f"expected one H x W mask, got shape {sam_mask.shape}")
     if not sam_mask.any():
