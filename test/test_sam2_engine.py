@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from unipixel_ros.decoders.sam2_source import tiny_sam2
 from unipixel_ros.geometry import sam_preprocess
 from unipixel_ros.model.feature_cache import CacheCapacityError, FeatureCache
-from unipixel_ros.model.sam2_engine import ClickError, FrameError, Sam2Engine, TrackError, TrackState
+from unipixel_ros.model.sam2_engine import (ClickError, FrameError, Sam2Engine, SegTokenError, TrackError,
+                                            TrackState)
 
 IMAGE_SIZE = 128
 H, W = 96, 128
@@ -163,6 +164,12 @@ def test_propagation_reads_the_seed_frames_memory(sam):
     assert not torch.allclose(a.frames[0].low_res_logits, b.frames[0].low_res_logits)
     # Frame 1 gets no prompt: only the memory of frame 0 can make it differ.
     assert (a.frames[1].low_res_logits - b.frames[1].low_res_logits).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 256), (2, 128), (256,)])
+def test_seg_tokens_of_other_shapes_are_rejected(sam, shape):
+    with pytest.raises(SegTokenError, match="one object"):
+        Sam2Engine(sam).segment_seg_tokens(_frames(1), _keys(1), torch.zeros(shape))
 
 
 # --------------------------------------------------------------------------- clicks

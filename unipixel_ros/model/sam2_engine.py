@@ -33,10 +33,12 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 import torch
+from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from torch import nn
 
 from unipixel_ros.decoders.base import DecoderInputs, DecoderOutputs, MaskDecoderBackend
 from unipixel_ros.decoders.graph import padding_prompt, seed_prompt
+from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
 from unipixel_ros.geometry import logits_to_masks, point_to_sam, sam_preprocess, upsample_mask_logits
 from unipixel_ros.model.feature_cache import FeatureCache, FrameFeatures
 
@@ -57,6 +59,14 @@ class ClickError(ValueError):
 
 class TrackError(ValueError):
     """A tracking state that cannot be stepped."""
+
+
+class SegTokenError(ValueError):
+    """``<SEG>`` tokens that are not one object's [S, C] prompt tokens."""
+
+
+class EngineConfigError(ValueError):
+    """A SAM 2 model or engine setting this engine cannot run."""
 
 
 @dataclass(frozen=True)
@@ -151,15 +161,12 @@ class Sam2Engine:
                  cache: FeatureCache | None = None, dtype: torch.dtype | None = None,
                  encode_batch: int = DEFAULT_ENCODE_BATCH):
         if not sam2.use_high_res_features_in_sam:
-            raise ValueError("SAM 2 model must use high-resolution features in its mask decoder "
-                             "(use_high_res_features_in_sam=True, as SAM 2.1 does)")
+            raise EngineConfigError("SAM 2 model must use high-resolution features in its mask decoder "
+                                    "(use_high_res_features_in_sam=True, as SAM 2.1 does)")
         if encode_batch < 1:
-            raise ValueError(f"encode_batch must be >= 1, got {encode_batch}")
-        if decoder is None:
-            from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
-            decoder = TorchMaskDecoder(sam2)
+            raise EngineConfigError(f"encode_batch must be >= 1, got {encode_batch}")
         self.sam2 = sam2
-        self.decoder = decoder
+        self.decoder = decoder if decoder is not None else TorchMaskDecoder(sam2)
         self.cache = cache if cache is not None else FeatureCache(DEFAULT_CACHE_FRAMES)
         self.dtype = dtype or next(sam2.parameters()).dtype
         self.encode_batch = encode_batch
@@ -202,7 +209,9 @@ class Sam2Engine:
 
     def _encode(self, frames: list[np.ndarray]) -> list[FrameFeatures]:
         device = self.device
-        batch = torch.cat([sam_preprocess(torch.from_numpy(np.ascontiguousarray(f)).to(device), self.image_size) for f in frames])
+        # Resized on the model's device: the frames travel as uint8, the 4x larger floats do not.
+        batch = torch.cat([sam_preprocess(torch.from_numpy(np.ascontiguousarray(f)).to(device), self.image_size)
+                           for f in frames])
         with self._autocast():
             out = self.sam2.forward_image(batch.to(next(self.sam2.parameters()).dtype))
         fpn, pos = out["backbone_fpn"], out["vision_pos_enc"]
@@ -228,6 +237,10 @@ class Sam2Engine:
         """
         if seg_tokens.dim() == 2:
             seg_tokens = seg_tokens.unsqueeze(0)
+        if seg_tokens.dim() != 3 or seg_tokens.shape[0] != 1 \
+                or seg_tokens.shape[2] != self.sam2.sam_prompt_embed_dim:
+            raise SegTokenError(f"<SEG> tokens of one object must be [S, {self.sam2.sam_prompt_embed_dim}], "
+                                f"got shape {tuple(seg_tokens.shape)}")
         feats = self.features(frames, keys)
         with self._autocast():
             sparse = seed_prompt(self.sam2, seg_tokens.to(self.device))
@@ -259,8 +272,9 @@ class Sam2Engine:
     def track(self, state: TrackState, frame: np.ndarray, key: Hashable) -> FrameMask:
         """Step one object onto the next camera frame (frame index ``state.last_index + 1``).
 
-        An object SAM 2 reports as absent is returned not visible (empty mask); its
-        state keeps tracking, so it is found again when it reappears.
+        ``frame`` must be newer than every frame the state has seen. An object SAM 2
+        reports as absent is returned not visible (empty mask); its state keeps
+        tracking, so it is found again when it reappears.
         """
         if not state.cond:
             raise TrackError("tracking state has no prompted frame to track from")
@@ -370,8 +384,6 @@ class Sam2Engine:
     def _decode_single(self, pix_feat: torch.Tensor, feats: FrameFeatures,
                        sparse: torch.Tensor) -> DecoderOutputs:
         """SAM 2's torch decoder with single-mask output (box or several clicks)."""
-        from sam2.modeling.sam2_base import NO_OBJ_SCORE
-
         sam = self.sam2
         encoder = sam.sam_prompt_encoder
         dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
