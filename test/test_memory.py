@@ -20,13 +20,25 @@ def blob(shape=(5, 7), at=(1, 2)):
 
 def test_ids_increase_and_are_never_reused():
     bank = ObjectMemoryBank()
-    assert [bank.add("cup"), bank.add("mug"), bank.add("bowl")] == [0, 1, 2]
-    bank.remove(1)
-    assert bank.add("plate") == 3
+    assert [bank.add("cup"), bank.add("mug"), bank.add("bowl")] == [1, 2, 3]
+    bank.remove(2)
+    assert bank.add("plate") == 4
     bank.reset()
     assert len(bank) == 0
-    assert bank.add("fork") == 4
-    assert bank.ids() == [4]
+    assert bank.add("fork") == 5
+    assert bank.ids() == [5]
+
+
+def test_tracking_state_lives_and_dies_with_its_object():
+    bank = ObjectMemoryBank()
+    oid = bank.add("cup")
+    assert bank.tracking(oid) is None
+    state = object()
+    bank.attach_tracking(oid, state)
+    assert bank.tracking(oid) is state
+    bank.remove(oid)
+    with pytest.raises(ValueError, match=f"no object with id {oid}"):
+        bank.tracking(oid)
 
 
 def test_get_returns_label_and_frames_in_insertion_order():
@@ -37,7 +49,7 @@ def test_get_returns_label_and_frames_in_insertion_order():
     assert record.stamps == (200, 100) and record.scores == (0.9, 0.5)
     assert record.latest_stamp == 100
     assert record.mask_at(100)[4, 6] and not record.mask_at(100)[0, 0]
-    with pytest.raises(MemoryBankError, match="object 0 has no mask for stamp 300"):
+    with pytest.raises(MemoryBankError, match=f"object {oid} has no mask for stamp 300"):
         record.mask_at(300)
 
 
@@ -49,7 +61,7 @@ def test_full_bank_refuses_new_objects_until_one_is_removed():
         bank.add("c")
     assert issubclass(MemoryFullError, MemoryBankError) and issubclass(MemoryBankError, ValueError)
     bank.remove(b)
-    assert bank.add("c") == 2
+    assert bank.add("c") == 3
 
 
 def test_oldest_frames_are_evicted_and_replacing_a_stamp_keeps_its_place():
@@ -77,7 +89,7 @@ def test_records_are_snapshots_and_masks_are_copied_read_only():
     bank.add_frame(oid, 2, blob(), 1.0)
     bank.add("mug")
     assert [r.stamps for r in before] == [(1,)]
-    assert [r.object_id for r in bank] == [0, 1]
+    assert [r.object_id for r in bank] == [1, 2]
     assert oid in bank and 7 not in bank
 
 

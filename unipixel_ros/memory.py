@@ -4,7 +4,8 @@
 scores keyed by frame stamp (int nanoseconds). It is bounded on both axes so a long-running
 node cannot grow without limit: per object the oldest frames are evicted, and adding an
 object to a full bank raises :class:`MemoryFullError` (objects are what the user asked to
-keep, so they are never dropped silently; remove or reset to make room). Ids start at 0,
+keep, so they are never dropped silently; remove or reset to make room). Ids start at 1
+(0 means "no object" in messages and is the background of label images),
 increase and are never reused, not even after :meth:`ObjectMemoryBank.reset`. All methods
 are thread-safe; what they return are immutable snapshots.
 
@@ -72,11 +73,12 @@ class ObjectRecord:
 
 
 class _Entry:
-    __slots__ = ("label", "frames")
+    __slots__ = ("label", "frames", "tracking")
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.frames: OrderedDict[int, tuple[np.ndarray, float]] = OrderedDict()
+        self.tracking: object | None = None
 
 
 class ObjectMemoryBank:
@@ -92,7 +94,7 @@ class ObjectMemoryBank:
         self.max_frames_per_object = max_frames_per_object
         self._lock = threading.RLock()
         self._objects: dict[int, _Entry] = {}
-        self._next_id = 0
+        self._next_id = 1
 
     def add(self, label: str = "", frames: Iterable[tuple[int, np.ndarray, float]] = ()) -> int:
         """Store a new object, optionally with (stamp_ns, mask, score) frames; returns its id."""
@@ -113,6 +115,17 @@ class ObjectMemoryBank:
         which keeps its place); the oldest frame is evicted beyond the per-object limit."""
         with self._lock:
             self._put(self._entry(object_id), stamp_ns, mask, score)
+
+    def attach_tracking(self, object_id: int, state: object) -> None:
+        """Keep the tracker's state for an object (SAM 2 memory; opaque here) with the object,
+        so removing the object also ends its tracking."""
+        with self._lock:
+            self._entry(object_id).tracking = state
+
+    def tracking(self, object_id: int) -> object | None:
+        """The tracker state attached to an object, None when it has none."""
+        with self._lock:
+            return self._entry(object_id).tracking
 
     def get(self, object_id: int) -> ObjectRecord:
         """Snapshot of one object."""
