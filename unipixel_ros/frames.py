@@ -36,9 +36,10 @@ class FrameError(ValueError):
 class WindowLimitsError(ValueError):
     """A window bound out of range; ``field`` names the offending :class:`WindowLimits` field."""
 
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
+    def __init__(self, field_name: str, why: str) -> None:
+        super().__init__(f"{field_name}: {why}")
         self.field = field_name
+        self.why = why
 
 
 class WindowQueryError(ValueError):
@@ -110,8 +111,9 @@ class WindowLimits:
     decimation: int = 1            # keep one frame in every ``decimation`` usable frames
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.duration_s, (int, float)) and math.isfinite(self.duration_s)
-                and self.duration_s > 0):
+        duration = self.duration_s
+        if (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                or not math.isfinite(duration) or duration <= 0):
             raise WindowLimitsError("duration_s", f"must be a finite number > 0, got {self.duration_s!r}")
         for name in ("max_frames", "max_bytes", "decimation"):
             value = getattr(self, name)

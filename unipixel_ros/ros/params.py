@@ -1,0 +1,238 @@
+"""Every node parameter: name, default, description, declaration and validation.
+
+This module is the one place that knows the parameters. Adding one means a
+:class:`ParamSpec` entry here, a field in the config it belongs to, a line in
+``config/unipixel.yaml`` (a test keeps the YAML and this table in step).
+
+Parameters are declared with dynamic typing and checked here, so that a YAML
+``window.duration_s: 5`` (an integer) is accepted where a float is expected,
+and every mistake is reported together, each naming its parameter, when the
+node configures.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+from unipixel_ros.frames import WindowLimits, WindowLimitsError
+from unipixel_ros.ros.conversions import CONVERTER_BACKENDS
+from unipixel_ros.ros.qos import QOS_NAMES, QosError, qos_profile
+
+TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
+CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter as users see it: ``ros2 param describe`` shows the description."""
+
+    name: str
+    default: Any
+    description: str
+
+
+NODE_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("cameras", [], "Names of the cameras to subscribe to; each one is configured "
+              "by the cameras.<name>.* parameters."),
+    ParamSpec("window.duration_s", 10.0, "Per-camera window: the newest frame's stamp minus the "
+              "oldest's is at most this [s]."),
+    ParamSpec("window.max_frames", 64, "Per-camera window: at most this many frames."),
+    ParamSpec("window.max_bytes", 512 * 1024 * 1024, "Per-camera window: decoded RGB images "
+              "take at most this many bytes (H*W*3 each)."),
+    ParamSpec("window.decimation", 1, "Keep one frame in every N received (1 = keep all); "
+              "skipped frames are not decoded."),
+    ParamSpec("qos.input", "sensor_data", f"QoS of camera subscriptions: {', '.join(QOS_NAMES)}."),
+    ParamSpec("qos.input_depth", 5, "History depth of camera subscriptions."),
+    ParamSpec("qos.output", "reliable", f"QoS of published results: {', '.join(QOS_NAMES)}."),
+    ParamSpec("qos.output_depth", 10, "History depth of published results."),
+    ParamSpec("conversion.backend", "auto", "Image conversion: auto (cv_bridge when a working "
+              "one is installed, else builtin), builtin, cv_bridge."),
+    ParamSpec("auto_start", True, "Configure and activate at start-up instead of waiting for "
+              "a lifecycle manager."),
+    ParamSpec("diagnostics.period_s", 1.0, "Period of the /diagnostics status [s]."),
+)
+
+CAMERA_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("image_topic", "", "Base image topic (relative names resolve in the node's "
+              "namespace); empty = <name>/image_raw."),
+    ParamSpec("transport", "raw", "raw: sensor_msgs/Image on image_topic; compressed: "
+              "sensor_msgs/CompressedImage (JPEG/PNG) on image_topic/compressed."),
+    ParamSpec("camera_info_topic", "", "sensor_msgs/CameraInfo topic stored with each frame; "
+              "empty = none."),
+)
+
+
+def camera_param(camera: str, key: str) -> str:
+    """Full parameter name of a per-camera setting, e.g. ``cameras.front.transport``."""
+    return f"cameras.{camera}.{key}"
+
+
+class ParameterError(ValueError):
+    """One or more parameters are invalid; ``names`` lists them, the message says why."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.names = [name for name, _ in problems]
+        super().__init__("invalid parameters: " + "; ".join(f"{n}: {why}" for n, why in problems))
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    image_topic: str             # base topic, as configured (relative or absolute)
+    transport: str
+    camera_info_topic: str       # empty = none
+
+    @property
+    def subscribed_topic(self) -> str:
+        """What is subscribed to: image_transport's layout, compressed under ``<base>/compressed``."""
+        return f"{self.image_topic}/compressed" if self.transport == "compressed" else self.image_topic
+
+
+@dataclass(frozen=True)
+class QosConfig:
+    input: str
+    input_depth: int
+    output: str
+    output_depth: int
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything configure reads, validated; components get it instead of reading parameters."""
+
+    cameras: tuple[CameraConfig, ...]
+    window: WindowLimits
+    qos: QosConfig
+    converter_backend: str
+    diagnostics_period_s: float
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    return ParameterDescriptor(description=spec.description, dynamic_typing=True)
+
+
+def _declare(node: Node, spec: ParamSpec, name: str | None = None) -> Any:
+    name = name or spec.name
+    if not node.has_parameter(name):
+        node.declare_parameter(name, spec.default, _descriptor(spec))
+    return node.get_parameter(name).value
+
+
+def declare_node_parameters(node: Node) -> None:
+    """Declare the fixed parameters (at construction, so they are listed before configure)."""
+    for spec in NODE_PARAMS:
+        _declare(node, spec)
+
+
+def read_auto_start(node: Node) -> bool:
+    value = node.get_parameter("auto_start").value
+    if not isinstance(value, bool):
+        raise ParameterError([("auto_start", f"must be true or false, got {value!r}")])
+    return value
+
+
+class _Checker:
+    """Reads parameters and collects every problem instead of stopping at the first."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.problems: list[tuple[str, str]] = []
+
+    def fail(self, name: str, why: str) -> None:
+        self.problems.append((name, why))
+
+    def get(self, name: str, spec: ParamSpec | None = None) -> Any:
+        return _declare(self.node, spec, name) if spec else self.node.get_parameter(name).value
+
+    def string(self, name: str, choices: Iterable[str] | None = None,
+               spec: ParamSpec | None = None) -> str:
+        value = self.get(name, spec)
+        if not isinstance(value, str):
+            self.fail(name, f"must be a string, got {value!r}")
+            return ""
+        if choices is not None and value not in choices:
+            self.fail(name, f"'{value}' is not one of {', '.join(choices)}")
+        return value
+
+    def real(self, name: str) -> Any:
+        """Integers become floats (YAML writes ``5`` for 5.0); other values pass through."""
+        value = self.get(name)
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    def topic(self, name: str, topic: str) -> None:
+        try:
+            self.node.resolve_topic_name(topic)
+        except Exception as exc:  # rclpy raises its C layer's error types
+            self.fail(name, f"'{topic}' is not a valid topic name ({exc})")
+
+
+def _read_cameras(check: _Checker) -> tuple[CameraConfig, ...]:
+    names = check.get("cameras")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        check.fail("cameras", f"must be a list of camera names, got {names!r}")
+        return ()
+    if not names:
+        check.fail("cameras", "no cameras configured; list at least one camera name")
+    specs = {spec.name: spec for spec in CAMERA_PARAMS}
+    cameras = []
+    for name in dict.fromkeys(names):
+        if not CAMERA_NAME.match(name):
+            check.fail("cameras", f"camera name '{name}' must start with a letter and hold only "
+                       "letters, digits and '_'")
+            continue
+        if names.count(name) > 1:
+            check.fail("cameras", f"camera '{name}' is listed more than once")
+        transport = check.string(camera_param(name, "transport"), TRANSPORTS, specs["transport"])
+        image_topic = check.string(camera_param(name, "image_topic"), None, specs["image_topic"])
+        info_topic = check.string(camera_param(name, "camera_info_topic"), None,
+                                  specs["camera_info_topic"])
+        image_topic = image_topic or f"{name}/image_raw"
+        check.topic(camera_param(name, "image_topic"), image_topic)
+        if info_topic:
+            check.topic(camera_param(name, "camera_info_topic"), info_topic)
+        cameras.append(CameraConfig(name, image_topic, transport, info_topic))
+    return tuple(cameras)
+
+
+def _read_window(check: _Checker) -> WindowLimits | None:
+    try:
+        return WindowLimits(duration_s=check.real("window.duration_s"),
+                            max_frames=check.get("window.max_frames"),
+                            max_bytes=check.get("window.max_bytes"),
+                            decimation=check.get("window.decimation"))
+    except WindowLimitsError as exc:
+        check.fail(f"window.{exc.field}", exc.why)
+        return None
+
+
+def _read_qos(check: _Checker, direction: str) -> tuple[str, int]:
+    name, depth = check.string(f"qos.{direction}"), check.get(f"qos.{direction}_depth")
+    try:
+        if name:
+            qos_profile(name, depth)
+    except QosError as exc:
+        check.fail(f"qos.{direction}" if exc.field == "name" else f"qos.{direction}_depth", str(exc))
+    return name, depth
+
+
+def load_config(node: Node) -> NodeConfig:
+    """Read and validate every parameter; raises :class:`ParameterError` naming each bad one."""
+    check = _Checker(node)
+    cameras = _read_cameras(check)
+    window = _read_window(check)
+    qos_in, qos_out = _read_qos(check, "input"), _read_qos(check, "output")
+    backend = check.string("conversion.backend", CONVERTER_BACKENDS)
+    period = check.real("diagnostics.period_s")
+    if not (isinstance(period, float) and math.isfinite(period) and period > 0):
+        check.fail("diagnostics.period_s", f"must be a finite number > 0, got {period!r}")
+    if check.problems:
+        raise ParameterError(check.problems)
+    return NodeConfig(cameras=cameras, window=window,
+                      qos=QosConfig(qos_in[0], qos_in[1], qos_out[0], qos_out[1]),
+                      converter_backend=backend, diagnostics_period_s=period)
