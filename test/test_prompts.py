@@ -126,3 +126,14 @@ def test_prompt_error_is_a_value_error():
 def test_each_invalid_request_names_its_problem(text, prompts, frames, message):
     with pytest.raises(PromptError, match=message):
         validate_request(text, prompts, frames, W, H)
+
+
+def test_memory_prompt_counts_as_the_objects_prompt() -> None:
+    from unipixel_ros.prompts import MemoryPrompt
+
+    validate_request("What is [0] doing?", [MemoryPrompt(object_index=0, memory_id=3)], 4, 64, 48)
+    with pytest.raises(PromptError, match=r"memory id must be >= 1, got 0"):
+        validate_request("What is [0] doing?", [MemoryPrompt(object_index=0, memory_id=0)], 4, 64, 48)
+    with pytest.raises(PromptError, match=r"two prompts for \[0\]"):
+        validate_request("What is [0]?", [MemoryPrompt(object_index=0, memory_id=3),
+                                          PointPrompt(object_index=0, frame_index=0, x=1, y=1)], 4, 64, 48)

@@ -83,7 +83,16 @@ class MaskPrompt:
     mask: np.ndarray
 
 
-VisualPrompt = PointPrompt | BoxPrompt | MaskPrompt
+@dataclass(frozen=True, kw_only=True)
+class MemoryPrompt:
+    """Object ``[k]`` is an object already in the memory bank: its stored masks on the
+    window's frames stand in for a drawn mask (follow-up questions about kept objects)."""
+
+    object_index: int
+    memory_id: int
+
+
+VisualPrompt = PointPrompt | BoxPrompt | MaskPrompt | MemoryPrompt
 
 
 class SegmentationStyle(enum.Enum):
@@ -186,6 +195,10 @@ def _check_prompt(prompt: VisualPrompt, num_frames: int, width: int, height: int
     name = f"prompt for [{k}]"
     if k < 0:
         raise PromptError(f"object index must be >= 0, got {k}")
+    if isinstance(prompt, MemoryPrompt):
+        if prompt.memory_id < 1:
+            raise PromptError(f"{name}: memory id must be >= 1, got {prompt.memory_id}")
+        return
     if not 0 <= prompt.frame_index < num_frames:
         raise PromptError(
             f"{name}: frame index {prompt.frame_index} is outside the window of {num_frames} frames")
