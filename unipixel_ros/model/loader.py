@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import Qwen2_5_VLProcessor
+from transformers import GenerationConfig, Qwen2_5_VLProcessor
 from transformers.initialization import no_init_weights
 
 from unipixel_ros.model.checkpoint_keys import to_model_key
@@ -242,6 +242,8 @@ def load_unipixel(model_id_or_path: str | Path, device: str | torch.device = "cp
     processor = load_processor(checkpoint_dir)
     model = build_empty_model(config)
     load_weights(model, files, device, torch_dtype, progress=progress)
+    if (checkpoint_dir / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(checkpoint_dir))
     model.to(device)
     model.requires_grad_(False)
     model.eval()

@@ -29,7 +29,7 @@ from unipixel_ros.model.inputs import ModelInputError, ReferenceInput, UniPixelI
 from unipixel_ros.model.rope import mrope_position_ids
 from unipixel_ros.regions import pool_region_features
 
-# The SAM prompt encoder pads a point prompt with one "not a point" entry.
+# Label of the "not a point" entry SAM's prompt encoder appends to point prompts.
 _PADDING_LABEL = -1
 
 
@@ -148,14 +148,17 @@ class PixelQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration
         return int(video_grid_thw[0, 0]) * self.config.vision_config.temporal_patch_size
 
     def _prompt_tokens(self, reference: ReferenceInput) -> torch.Tensor:
-        """SAM sparse prompt embeddings of one point (2 tokens) or box (3 tokens), as (1, K, C)."""
+        """SAM sparse prompt embeddings of one point (2 tokens) or box (3 tokens), as (1, K, C).
+
+        The box corners go in as two labelled points, so a box is padded like a point
+        (SAM pads whenever no box argument is given), which is how the model was trained.
+        """
         encoder = self.ref_encoder
         device = encoder.not_a_point_embed.weight.device
         points = reference.coords.to(device).to(torch.float32) + 0.5
         labels = reference.labels.to(device).long()
-        if len(labels) == 1:
-            points = torch.cat([points, points.new_zeros(1, 2)])
-            labels = torch.cat([labels, labels.new_full((1,), _PADDING_LABEL)])
+        points = torch.cat([points, points.new_zeros(1, 2)])
+        labels = torch.cat([labels, labels.new_full((1,), _PADDING_LABEL)])
         height, width = encoder.input_image_size
         normalised = points / torch.tensor([width, height], dtype=torch.float32, device=device)
         gaussian = encoder.pe_layer.positional_encoding_gaussian_matrix
@@ -239,7 +242,7 @@ class PixelQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration
     def seg_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """Pre-norm last-layer hidden states (N, hidden) -> SAM prompt tokens (N, hidden_tokens, sam_dim)."""
         tokens = self.seg_head(hidden)
-        return tokens.view(hidden.shape[0], self.config.sam2_hidden_tokens, -1)
+        return tokens.view(hidden.shape[0], self.config.sam2_hidden_tokens, self.sam2.hidden_dim)
 
     def _decoder_step(self, embeds: torch.Tensor, positions: torch.Tensor,
                       cache: DynamicCache) -> tuple[torch.Tensor, torch.Tensor]:
