@@ -25,6 +25,7 @@ class SegmentedObject:
     scores: np.ndarray              # [T] float32, predicted mask quality per frame
     object_index: int | None = None  # k of "[k]" when the object came from a prompt
     memory_id: int | None = None    # id in the memory bank when stored
+    tracking: object | None = field(default=None, repr=False)  # SAM 2 state that continues it on new frames
 
 
 @dataclass
@@ -63,8 +64,10 @@ class QueryPipeline(Protocol):
         memory: ObjectMemoryBank | None = None,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        remember: bool = False,
     ) -> QueryResult:
-        """Answer ``text`` about ``frames`` (RGB uint8, oldest first, stamps in ns)."""
+        """Answer ``text`` about ``frames`` (RGB uint8, oldest first, stamps in ns); with
+        ``remember`` the segmented objects go into ``memory`` and are tracked from then on."""
         ...
 
     def segment_prompt(

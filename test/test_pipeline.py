@@ -1,0 +1,222 @@
+"""The ROS-free pipeline end to end on the tiny model: every request flow, bad input, cache, cancel."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unipixel_ros.memory import ObjectMemoryBank
+from unipixel_ros.pipeline import UniPixelPipeline, build_pipeline, frame_key
+from unipixel_ros.prompts import (REF_TOKEN, BoxPrompt, MaskPrompt, MemoryPrompt, PointPrompt, PromptError)
+from unipixel_ros.results import QueryCancelled
+
+H, W = 40, 56
+
+
+class ScriptedHead(nn.Module):
+    """Stands in for the vocabulary projection only: emits a fixed token script, then EOS.
+
+    Everything else (vision, language model, pre-norm hidden capture, seg head, SAM 2)
+    runs for real, so the masks follow from the <|seg|> positions the script creates.
+    """
+
+    def __init__(self, vocab: int, script: list[int], eos: int) -> None:
+        super().__init__()
+        self.vocab, self.script, self.eos, self.calls = vocab, list(script), eos, 0
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        token = self.script[self.calls] if self.calls < len(self.script) else self.eos
+        self.calls += 1
+        logits = torch.zeros(*hidden.shape[:-1], self.vocab)
+        logits[..., token] = 1.0
+        return logits
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> UniPixelPipeline:
+    torch.manual_seed(0)
+    return build_pipeline("tiny", device="cpu", max_new_tokens=6, log=lambda _: None)
+
+
+@pytest.fixture()
+def scripted(pipeline: UniPixelPipeline):
+    """Make the next answers say the given tokens (by text), restoring the real head afterwards."""
+    real = pipeline.model.lm_head
+    tokenizer = pipeline.processor.tokenizer
+    config = pipeline.model.config
+
+    def install(*pieces: str) -> ScriptedHead:
+        ids = [tokenizer.convert_tokens_to_ids(p) for p in pieces]
+        head = ScriptedHead(config.text_config.vocab_size, ids, pipeline.model._eos_ids()[0])
+        pipeline.model.lm_head = head
+        return head
+
+    yield install
+    pipeline.model.lm_head = real
+
+
+def video(n: int = 3, seed: int = 0) -> tuple[list[np.ndarray], list[int]]:
+    rng = np.random.default_rng(seed)
+    frames = [rng.integers(0, 255, (H, W, 3), dtype=np.uint8) for _ in range(n)]
+    return frames, [1_000_000_000 + i * 100_000_000 for i in range(n)]
+
+
+def test_text_query_segments_every_seg_token_on_every_frame(pipeline, scripted) -> None:
+    scripted("<|seg|>", "<|seg|>")
+    frames, stamps = video(3)
+    result = pipeline.query(frames, stamps, "Please segment the red circle.")
+    assert len(result.objects) == 2
+    for obj in result.objects:
+        assert obj.masks.shape == (3, H, W) and obj.masks.dtype == bool
+        assert obj.scores.shape == (3,)
+        assert obj.memory_id is None
+    assert "<|seg|>" not in result.answer
+    assert {"prepare", "prefill", "decode", "segment"} <= set(result.timings)
+
+
+def test_single_image_is_accepted(pipeline, scripted) -> None:
+    scripted("<|seg|>")
+    frames, stamps = video(1)
+    result = pipeline.query(frames, stamps, "Please segment the shape.")
+    assert [o.masks.shape for o in result.objects] == [(1, H, W)]
+
+
+def test_text_without_seg_token_returns_no_objects(pipeline, scripted) -> None:
+    scripted("a")
+    frames, stamps = video(2)
+    result = pipeline.query(frames, stamps, "What is in the video?")
+    assert result.objects == [] and result.answer
+
+
+def test_point_and_box_prompts_run_prefill_then_injection(pipeline, scripted, monkeypatch) -> None:
+    seen_questions: list[str] = []
+    real_prompt_seg_tokens = pipeline.model.prompt_seg_tokens
+
+    def spy(inputs):
+        seen_questions.append(pipeline.processor.tokenizer.decode(inputs.input_ids[0]))
+        assert [r.frame_index for r in inputs.references] == [0, 2]
+        return real_prompt_seg_tokens(inputs)
+
+    monkeypatch.setattr(pipeline.model, "prompt_seg_tokens", spy)
+    scripted("a")
+    frames, stamps = video(3)
+    prompts = [PointPrompt(object_index=0, frame_index=0, x=10, y=20),
+               BoxPrompt(object_index=1, frame_index=2, x0=2, y0=3, x1=30, y1=35)]
+    result = pipeline.query(frames, stamps, "Is [0] left of [1]?", prompts)
+    assert [o.object_index for o in result.objects] == [0, 1]
+    assert all(o.masks.shape == (3, H, W) for o in result.objects)
+    assert "segment_prompted" in result.timings
+    # pass 1 pre-fills "[0] <|seg|> [1] <|seg|>" after the question with its <|ref|> marks
+    assert f"[0] {REF_TOKEN}" in seen_questions[0] and "[0] <|seg|> [1] <|seg|>" in seen_questions[0]
+
+
+def test_injection_question_has_one_mem_token_per_nonempty_frame_pair(pipeline, scripted, monkeypatch) -> None:
+    questions: list[str] = []
+    real_generate = pipeline.model.generate_greedy
+
+    def spy(inputs, **kwargs):
+        questions.append(pipeline.processor.tokenizer.decode(inputs.input_ids[0]))
+        return real_generate(inputs, **kwargs)
+
+    monkeypatch.setattr(pipeline.model, "generate_greedy", spy)
+    scripted("a")
+    frames, stamps = video(4)
+    mask = np.zeros((H, W), bool)
+    mask[5:15, 5:25] = True
+    result = pipeline.query(frames, stamps, "What colour is [0]?", [MaskPrompt(object_index=0, frame_index=3, mask=mask)])
+    assert result.objects == []
+    # the mask is on frame 4 of 4 only: the second frame pair
+    assert "Here is a video with 4 frames denoted as <1> to <4>." in questions[0]
+    assert "[0]: <3>-<4> <|mem|>\n" in questions[0] and questions[0].count("<|mem|>") == 1
+    assert REF_TOKEN not in questions[0]
+
+
+def test_remembered_objects_answer_follow_ups_and_track(pipeline, scripted) -> None:
+    scripted("a")
+    frames, stamps = video(3)
+    memory = ObjectMemoryBank()
+    first = pipeline.query(frames, stamps, "What is [0]?", [PointPrompt(object_index=0, frame_index=1, x=9, y=9)],
+                           memory=memory, remember=True)
+    (obj,) = first.objects
+    assert obj.memory_id == 1 and memory.get(1).stamps == tuple(stamps)
+    np.testing.assert_array_equal(np.stack(memory.get(1).masks), obj.masks)
+
+    scripted("a")
+    follow_up = pipeline.query(frames, stamps, "Where does [0] go?", [MemoryPrompt(object_index=0, memory_id=1)],
+                               memory=memory)
+    assert follow_up.answer
+
+    new_frame = video(1, seed=5)[0][0]
+    tracked = pipeline.track(memory, new_frame, stamps[-1] + 100_000_000)
+    assert set(tracked) == {1} and tracked[1].mask.shape == (H, W)
+    assert memory.get(1).stamps[-1] == stamps[-1] + 100_000_000
+
+
+def test_click_segments_with_sam_alone(pipeline, monkeypatch) -> None:
+    monkeypatch.setattr(pipeline.model, "generate_greedy", lambda *a, **k: pytest.fail("no language model pass"))
+    frames, stamps = video(3)
+    obj = pipeline.segment_prompt(frames, stamps, PointPrompt(object_index=0, frame_index=2, x=20, y=10))
+    assert obj.masks.shape == (3, H, W) and obj.label == "click" and obj.tracking is not None
+
+
+def test_second_query_on_the_same_frames_reuses_sam_features(pipeline, scripted) -> None:
+    frames, stamps = video(3, seed=11)
+    scripted("<|seg|>")
+    pipeline.query(frames, stamps, "Please segment it.")
+    encoded = pipeline.engine.encode_count
+    scripted("<|seg|>")
+    pipeline.query(frames, stamps, "Please segment it again.")
+    assert pipeline.engine.encode_count == encoded
+
+
+def test_equal_stamps_of_different_images_do_not_share_features() -> None:
+    a, b = video(1, seed=1)[0][0], video(1, seed=2)[0][0]
+    assert frame_key(a, 5) != frame_key(b, 5) and frame_key(a, 5) == frame_key(a.copy(), 5)
+
+
+def test_progress_reports_tokens_and_cancel_stops(pipeline, scripted) -> None:
+    frames, stamps = video(2)
+    stages: list[tuple[str, int]] = []
+    scripted("a", "b", "c")
+    pipeline.query(frames, stamps, "Describe.", progress=lambda s, n, _: stages.append((s, n)))
+    assert ("decode", 1) in stages and ("decode", 3) in stages
+
+    cancel = threading.Event()
+
+    def cancel_on_second_token(stage: str, tokens: int, _: str) -> None:
+        if tokens >= 2:
+            cancel.set()
+
+    scripted("a", "b", "c", "d")
+    with pytest.raises(QueryCancelled):
+        pipeline.query(frames, stamps, "Describe.", progress=cancel_on_second_token, cancel=cancel)
+    # the pipeline is free again afterwards
+    scripted("a")
+    assert pipeline.query(frames, stamps, "Describe.").answer
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda f, s: ([], [], "Hi?", []), "no frames"),
+    (lambda f, s: (f[:1] + [np.zeros((H + 1, W, 3), np.uint8)], s[:2], "Hi?", []), "frames differ in size"),
+    (lambda f, s: (f, s, "What is [0] and [2]?", [PointPrompt(object_index=2, frame_index=0, x=1, y=1)]),
+     r"names \[0\] but no prompt"),
+    (lambda f, s: (f, s, "What is [0]?", [PointPrompt(object_index=0, frame_index=0, x=1, y=1),
+                                          PointPrompt(object_index=0, frame_index=1, x=2, y=2)]),
+     r"two prompts for \[0\]"),
+    (lambda f, s: (f, s, "What is [0]?", [BoxPrompt(object_index=0, frame_index=0, x0=1, y0=1, x1=W + 5, y1=9)]),
+     "outside the"),
+    (lambda f, s: (f, s, "What is [0]?", [BoxPrompt(object_index=0, frame_index=0, x0=4, y0=1, x1=4, y1=9)]),
+     "zero area"),
+    (lambda f, s: (f, s, "What is [0]?", [PointPrompt(object_index=0, frame_index=0, x=float("nan"), y=1)]),
+     "NaN"),
+    (lambda f, s: (f, s, "  ", []), "empty request"),
+    (lambda f, s: (f, s, "What is [0]?", [MemoryPrompt(object_index=0, memory_id=7)]), "no object 7 in memory"),
+])
+def test_bad_requests_raise_a_clear_error(pipeline, make, message) -> None:
+    frames, stamps = video(3)
+    args = make(frames, stamps)
+    with pytest.raises(PromptError, match=message):
+        pipeline.query(*args, memory=ObjectMemoryBank())
