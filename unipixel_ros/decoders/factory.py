@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
 from unipixel_ros.decoders.base import MaskDecoderBackend
@@ -80,19 +81,18 @@ def _onnxruntime(sam2: nn.Module, paths: ArtifactPaths, precision: str, rebuild:
 
 def _tensorrt(sam2: nn.Module, paths: ArtifactPaths, precision: str, rebuild: bool,
               log: Callable[[str], None]) -> MaskDecoderBackend:
+    from unipixel_ros.decoders.engine_metadata import EngineMetadataError
     from unipixel_ros.decoders.onnx_export import weights_fingerprint
     from unipixel_ros.decoders.trt_backend import EngineMismatch, TensorRTMaskDecoder, check_engine
     from unipixel_ros.decoders.trt_runtime import current_runtime, import_tensorrt
 
-    import_tensorrt()  # a clear message before any work when TensorRT is missing
-    device = next(sam2.parameters()).device
-    if device.type != "cuda":
-        current_runtime(import_tensorrt())  # says whether a GPU exists at all
-        raise EngineMismatch(f"the SAM 2 model runs on {device}; the TensorRT backend needs it on a CUDA device")
+    model_device = next(sam2.parameters()).device
+    device = model_device if model_device.type == "cuda" else torch.device("cuda")
+    current_runtime(import_tensorrt(), device)  # clear messages for a missing package or GPU
     fingerprint = weights_fingerprint(sam2)
     try:
         check_engine(paths.engine, fingerprint, device)
-    except (EngineMismatch, ValueError) as e:
+    except (EngineMismatch, EngineMetadataError) as e:
         if not rebuild:
             raise
         from unipixel_ros.decoders.trt_build import build_engine

@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,7 +129,9 @@ def export_decoder_onnx(sam2: nn.Module, path: str | Path, precision: str = "fp3
     dynamic = ({0: objects}, None, None, {0: objects, 1: prompt})  # in INPUT_NAMES order
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Both inputs share the objects axis on purpose; the exporter says so as a warning.
+        warnings.filterwarnings("ignore", message=".*shares the same shape constraints.*")
         program = torch.onnx.export(module, example_inputs(graph.shapes), dynamo=True, opset_version=opset,
                                     input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                                     dynamic_shapes=dynamic, external_data=False, verbose=False)

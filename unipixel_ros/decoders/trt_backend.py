@@ -1,8 +1,9 @@
 """The TensorRT mask decoder backend: a prebuilt engine run on torch's CUDA stream.
 
 Inputs and outputs stay on the GPU as torch tensors (TensorRT reads and writes them
-in place through ``set_tensor_address``), so no host copies happen. More objects than
-the engine's profiles allow are decoded in chunks.
+in place through ``set_tensor_address``), so no host copies happen when the caller's
+tensors are on that GPU (others are moved there and the results moved back). More
+objects than the engine's profiles allow are decoded in chunks.
 """
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ class TensorRTMaskDecoder:
             tensors["sparse"] = tensors["sparse"][start:start + step]
             chunks.append(self._run(tensors))
         out = {name: torch.cat([c[name] for c in chunks]) for name in OUTPUT_NAMES}
-        dtype = inputs.image_embed.dtype
-        return DecoderOutputs(masks=out["masks"].float(), iou=out["iou"].to(dtype),
-                              tokens=out["tokens"].to(dtype), object_score=out["object_score"].to(dtype))
+        device, dtype = inputs.image_embed.device, inputs.image_embed.dtype
+        return DecoderOutputs(masks=out["masks"].to(device, torch.float32), iou=out["iou"].to(device, dtype),
+                              tokens=out["tokens"].to(device, dtype),
+                              object_score=out["object_score"].to(device, dtype))
