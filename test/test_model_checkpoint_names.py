@@ -77,3 +77,13 @@ def test_release_configs_read_back(release):
     assert config.tie_word_embeddings is (size == "3b")
     assert model.sam2.image_size == 768 and model.sam2.sam_image_embedding_size == 48
     assert isinstance(model.tem_pe.positional_encoding_gaussian_matrix, torch.Tensor)
+
+
+def test_sam2_config_names_resolve_to_pip_sam2_files():
+    from unipixel_ros.model.config import Sam2ConfigError, resolve_sam2_config
+
+    assert resolve_sam2_config("configs/sam2.1_hiera_b+") == ("configs/sam2.1/sam2.1_hiera_b+.yaml", ())
+    assert resolve_sam2_config("configs/sam2_hiera_l") == ("configs/sam2/sam2_hiera_l.yaml", ())
+    assert resolve_sam2_config("configs/sam2.1/sam2.1_hiera_t.yaml") == ("configs/sam2.1/sam2.1_hiera_t.yaml", ())
+    with pytest.raises(Sam2ConfigError, match="unknown sam2_config 'sam2.1_hiera_x'"):
+        resolve_sam2_config("sam2.1_hiera_x")

@@ -171,7 +171,7 @@ def test_generated_seg_tokens_match_a_full_pass_over_the_answer():
     before_seg = torch.nonzero(full_ids[0] == seg).flatten() - 1
     with torch.inference_mode():
         expected = model.seg_head(hidden[before_seg]).view(2, 2, 256)
-    torch.testing.assert_close(out.seg_tokens, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.seg_tokens, expected, rtol=1e-3, atol=1e-4)
 
 
 def test_generation_stops_at_max_new_tokens_and_on_request(tiny):
@@ -231,3 +231,16 @@ def test_reference_input_validation():
         ReferenceInput.point(1.0, 2.0, -1)
     assert ReferenceInput.box(1, 2, 3, 4, 0).coords.dtype == torch.int32
     assert ReferenceInput.point(1.5, 2.5, 0).coords.dtype == torch.float32
+
+
+def test_reference_from_geometry_keeps_point_float_and_box_int():
+    from unipixel_ros.geometry import box_to_sam, point_to_sam
+
+    point = ReferenceInput.from_sam(point_to_sam(10.0, 20.0, 640, 480), 1)
+    box = ReferenceInput.from_sam(box_to_sam(10.0, 20.0, 300.0, 400.0, 640, 480), 0)
+    assert point.labels.tolist() == [1] and point.coords.dtype == torch.float32
+    assert point.coords.tolist() == [[12.0, 32.0]]
+    assert box.labels.tolist() == [2, 3] and box.coords.dtype == torch.int32
+    assert box.coords.tolist() == [[12, 32], [360, 640]]
+    with pytest.raises(ModelInputError, match="point"):
+        ReferenceInput.from_sam(np.zeros(3), 0)

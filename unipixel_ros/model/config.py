@@ -8,6 +8,8 @@ as ``sample_objects``) are kept as plain attributes so a config round-trips.
 """
 from __future__ import annotations
 
+import re
+
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, Qwen2_5_VLConfig
 
@@ -15,14 +17,10 @@ from unipixel_ros.geometry import SAM_IMAGE_SIZE
 
 MODEL_TYPE = "pixel_qwen2_5_vl"
 
-# The SAM 2 config names the published checkpoints store (the authors' names),
-# mapped to the config files of the pip ``sam2`` package.
-PUBLISHED_SAM2_CONFIGS = {
-    "configs/sam2.1_hiera_t": "configs/sam2.1/sam2.1_hiera_t.yaml",
-    "configs/sam2.1_hiera_s": "configs/sam2.1/sam2.1_hiera_s.yaml",
-    "configs/sam2.1_hiera_b+": "configs/sam2.1/sam2.1_hiera_b+.yaml",
-    "configs/sam2.1_hiera_l": "configs/sam2.1/sam2.1_hiera_l.yaml",
-}
+# The published checkpoints name SAM 2 configs as the authors' training code did
+# ("configs/sam2.1_hiera_b+"); pip ``sam2`` keeps the same files under a version folder.
+PUBLISHED_SAM2_CONFIG = "configs/sam2.1_hiera_b+"
+_PUBLISHED_NAME = re.compile(r"configs/(sam2(?:\.1)?)_hiera_(t|s|b\+|l)")
 # A SAM 2.1 small enough for tests; built from the mask-decoder backend's tiny recipe.
 TINY_SAM2_CONFIG = "unipixel_ros/tiny-sam2.1"
 
@@ -37,16 +35,18 @@ def resolve_sam2_config(name: str) -> tuple[str, tuple[str, ...]]:
     Accepts the names stored in the published checkpoints, pip-sam2 config paths
     (``configs/sam2.1/...yaml``) and the tiny test configuration.
     """
-    if name in PUBLISHED_SAM2_CONFIGS:
-        return PUBLISHED_SAM2_CONFIGS[name], ()
+    published = _PUBLISHED_NAME.fullmatch(name)
+    if published:
+        version, size = published.groups()
+        return f"configs/{version}/{version}_hiera_{size}.yaml", ()
     if name == TINY_SAM2_CONFIG:
         from unipixel_ros.decoders.sam2_source import TINY_CONFIG, TINY_OVERRIDES
         return TINY_CONFIG, tuple(TINY_OVERRIDES)
     if name.startswith("configs/") and name.endswith(".yaml"):
         return name, ()
-    known = ", ".join([*PUBLISHED_SAM2_CONFIGS, TINY_SAM2_CONFIG])
-    raise Sam2ConfigError(f"unknown sam2_config {name!r}; expected one of {known} "
-                          "or a pip-sam2 config path such as 'configs/sam2.1/sam2.1_hiera_b+.yaml'")
+    raise Sam2ConfigError(f"unknown sam2_config {name!r}; expected a published name such as "
+                          f"{PUBLISHED_SAM2_CONFIG!r}, {TINY_SAM2_CONFIG!r}, or a pip-sam2 config path "
+                          "such as 'configs/sam2.1/sam2.1_hiera_b+.yaml'")
 
 
 @strict
@@ -55,7 +55,7 @@ class PixelQwen2_5_VLConfig(Qwen2_5_VLConfig):
 
     model_type = MODEL_TYPE
 
-    sam2_config: str = "configs/sam2.1_hiera_b+"
+    sam2_config: str = PUBLISHED_SAM2_CONFIG
     sam2_image_size: int = SAM_IMAGE_SIZE
     sam2_hidden_tokens: int = 2
     ref_token_id: int | None = None

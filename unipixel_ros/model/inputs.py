@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
 POINT_LABEL = 1
@@ -43,6 +44,18 @@ class ReferenceInput:
                                   f"{labels}, got {tuple(self.coords.shape)}")
         if self.frame_index < 0:
             raise ModelInputError(f"frame_index must be >= 0, got {self.frame_index}")
+
+    @staticmethod
+    def from_sam(coords: np.ndarray | torch.Tensor, frame_index: int) -> "ReferenceInput":
+        """From SAM-frame coordinates as :mod:`unipixel_ros.geometry` gives them: ``[x, y]`` is a
+        point, ``[[x0, y0], [x1, y1]]`` a box (dtype kept)."""
+        values = torch.as_tensor(coords)
+        if values.numel() == 2:
+            return ReferenceInput(values.reshape(1, 2), torch.tensor([POINT_LABEL], dtype=torch.int32), frame_index)
+        if values.numel() == 4:
+            return ReferenceInput(values.reshape(2, 2), torch.tensor(BOX_LABELS, dtype=torch.int32), frame_index)
+        raise ModelInputError(f"SAM-frame coords must be a point [x, y] or a box [[x0, y0], [x1, y1]], "
+                              f"got shape {tuple(values.shape)}")
 
     @staticmethod
     def point(x: float, y: float, frame_index: int) -> "ReferenceInput":

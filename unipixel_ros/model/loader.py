@@ -193,7 +193,9 @@ def load_weights(model: PixelQwen2_5_VLForConditionalGeneration, files: list[Pat
                                       f"the model expects {tuple(target.shape)} for {key}")
             if key in loaded:
                 raise CheckpointError(f"checkpoint holds {key} twice (second time as {checkpoint_key})")
-            value = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
+            # Always a fresh allocation: tensors read from a file can sit at unaligned addresses,
+            # which slows CPU kernels and makes them round differently from the saved model.
+            value = tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype, copy=True)
             _assign(model, key, value)
             loaded.add(key)
     missing = expected - loaded

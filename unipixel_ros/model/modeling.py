@@ -259,12 +259,11 @@ class PixelQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration
     def prompt_seg_tokens(self, inputs: UniPixelInputs) -> torch.Tensor:
         """SAM prompt tokens for the ``<|seg|>`` tokens already in the text (one forward pass)."""
         hidden, _, _, _ = self._prefill(inputs)
-        return self.seg_tokens(hidden[self._seg_predictor_positions(inputs.input_ids)])
+        return self.seg_tokens(hidden[self._seg_predictor_positions(inputs.input_ids).to(hidden.device)])
 
     def _seg_predictor_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Indices of the positions whose next token is ``<|seg|>``."""
-        ids = input_ids[0]
-        return torch.nonzero(ids[1:] == self.config.seg_token_id).flatten().to(self.device)
+        return torch.nonzero(input_ids[0, 1:] == self.config.seg_token_id).flatten()
 
     def _prefill(self, inputs: UniPixelInputs) -> tuple[torch.Tensor, torch.Tensor, DynamicCache, int]:
         embeds = self.embed_inputs(inputs)
@@ -283,7 +282,7 @@ class PixelQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration
             raise ModelInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         stop_ids = set(self._eos_ids() if eos_token_ids is None else eos_token_ids)
         hidden, logits, cache, offset = self._prefill(inputs)
-        seg_hidden = [hidden[self._seg_predictor_positions(inputs.input_ids)]]
+        seg_hidden = [hidden[self._seg_predictor_positions(inputs.input_ids).to(hidden.device)]]
         prompt_seg_count = seg_hidden[0].shape[0]
         prompt_len = inputs.input_ids.shape[1]
         embed = self.get_input_embeddings()
