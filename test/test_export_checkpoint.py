@@ -9,9 +9,9 @@ from export import export_onnx
 from unipixel_ros.decoders.onnx_export import read_decoder_info, weights_fingerprint
 from unipixel_ros.decoders.ort_backend import OnnxRuntimeMaskDecoder
 from unipixel_ros.decoders.parity import TOLERANCES, random_inputs, run_parity
-from unipixel_ros.decoders.sam2_source import (CheckpointError, build_sam2_model, load_sam2_from_checkpoint,
-                                               pip_config_name, resolve_checkpoint)
+from unipixel_ros.decoders.sam2_source import Sam2SourceError, build_sam2_model, load_sam2_from_checkpoint
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
+from unipixel_ros.model.loader import CheckpointError
 
 IMAGE_SIZE = 128
 
@@ -42,11 +42,6 @@ def checkpoint(tmp_path_factory):
     return folder, sam2
 
 
-def test_config_names_map_to_pip_sam2():
-    assert pip_config_name("configs/sam2.1_hiera_b+") == "configs/sam2.1/sam2.1_hiera_b+.yaml"
-    assert pip_config_name("sam2_hiera_l.yaml") == "configs/sam2/sam2_hiera_l.yaml"
-
-
 def test_loader_reads_sam2_weights_exactly(checkpoint):
     folder, reference = checkpoint
     loaded = load_sam2_from_checkpoint(folder)
@@ -70,11 +65,12 @@ def test_export_cli_from_checkpoint_matches_torch(checkpoint, tmp_path):
 
 
 def test_unreachable_hub_id_is_a_clear_error():
-    with pytest.raises(CheckpointError, match="no local path and could not be fetched"):
-        resolve_checkpoint("unipixel-ros-tests/does-not-exist")
+    with pytest.raises(CheckpointError, match="unipixel-ros-tests/does-not-exist"):
+        load_sam2_from_checkpoint("unipixel-ros-tests/does-not-exist")
 
 
-def test_folder_without_sam2_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
-    with pytest.raises(CheckpointError, match="names no sam2_config"):
+def test_checkpoint_without_sam2_tensors_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "pixel_qwen2_5_vl"}))
+    save_file({"model.norm.weight": torch.ones(4)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(Sam2SourceError, match="holds no 'sam2.\\*' tensors"):
         load_sam2_from_checkpoint(tmp_path)

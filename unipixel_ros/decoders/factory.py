@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from unipixel_ros.decoders.base import MaskDecoderBackend
+from unipixel_ros.decoders.sam2_source import sam2_of
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
@@ -103,16 +104,18 @@ def _tensorrt(sam2: nn.Module, paths: ArtifactPaths, precision: str, rebuild: bo
     return TensorRTMaskDecoder(paths.engine, fingerprint, device)
 
 
-def create_decoder_backend(kind: str, sam2: nn.Module, artifacts: ArtifactPaths | None = None,
+def create_decoder_backend(kind: str, model: nn.Module, artifacts: ArtifactPaths | None = None,
                            precision: str = "fp32", rebuild: bool = False,
                            log: Callable[[str], None] = LOG.warning) -> DecoderChoice:
-    """The ``kind`` backend for ``sam2``'s mask decoder, or torch with the reason it could not be.
+    """The ``kind`` backend for the mask decoder of ``model`` (a SAM2Base, or a UniPixel model
+    holding one as ``.sam2``), or torch with the reason it could not be.
 
     ``artifacts`` is needed for onnxruntime and tensorrt; ``precision`` is the
     exported graph's (fp32 or fp16) and, for TensorRT, the engine's.
     """
     if kind not in BACKENDS:
         raise UnknownBackend(f"unknown mask decoder backend {kind!r}; choose one of {BACKENDS}")
+    sam2 = sam2_of(model)
     if kind == "torch":
         return DecoderChoice(TorchMaskDecoder(sam2), kind)
     try:

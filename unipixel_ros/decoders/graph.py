@@ -23,12 +23,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from sam2.modeling.sam2_base import NO_OBJ_SCORE  # mask logit sam2 gives absent objects
 from torch import nn
 
 from unipixel_ros.decoders.base import DecoderInputs, DecoderOutputs
-
-# Logit sam2 writes into the masks of objects it predicts as absent (sam2_base.NO_OBJ_SCORE).
-from sam2.modeling.sam2_base import NO_OBJ_SCORE
 
 
 class DecoderShapeError(ValueError):

@@ -33,6 +33,7 @@ from torch import nn
 from unipixel_ros.decoders.base import DecoderInputs, DecoderOutputs
 from unipixel_ros.decoders.graph import DecoderShapes, MaskDecoderGraph
 from unipixel_ros.decoders.onnx_checks import MIN_OPSET, check_tensorrt_compatible
+from unipixel_ros.decoders.sam2_source import sam2_of
 
 INPUT_NAMES = tuple(f.name for f in dataclasses.fields(DecoderInputs))
 OUTPUT_NAMES = tuple(f.name for f in dataclasses.fields(DecoderOutputs))
@@ -107,9 +108,10 @@ def example_inputs(shapes: DecoderShapes, num_objects: int = 2, prompt_tokens: i
             torch.randn(num_objects, prompt_tokens, c))
 
 
-def export_decoder_onnx(sam2: nn.Module, path: str | Path, precision: str = "fp32",
+def export_decoder_onnx(model: nn.Module, path: str | Path, precision: str = "fp32",
                         opset: int = DEFAULT_OPSET) -> OnnxDecoderInfo:
-    """Export the decoder of ``sam2`` (a SAM2Base) to ``path`` as one self-contained file.
+    """Export the mask decoder of ``model`` (a SAM2Base, or a UniPixel model holding one as
+    ``.sam2``) to ``path`` as one self-contained file.
 
     The result passes ``onnx.checker`` (full check) and ``check_tensorrt_compatible``;
     either failing raises and leaves no file behind.
@@ -118,6 +120,7 @@ def export_decoder_onnx(sam2: nn.Module, path: str | Path, precision: str = "fp3
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+    sam2 = sam2_of(model)
     # Trace a CPU fp32 copy: the running model may live on a GPU or in bf16.
     graph = copy.deepcopy(MaskDecoderGraph(sam2)).float().cpu().eval()
     module: nn.Module = graph if precision == "fp32" else _HalfPrecisionGraph(graph).eval()

@@ -2,22 +2,18 @@
 
 The exporter, benchmark and tests need a SAM 2 model without the whole UniPixel
 model: from a pip-sam2 config (UniPixel uses SAM 2.1 hiera-b+ at 768 px) with an
-optional state dict, or a tiny random one. A UniPixel checkpoint (a local folder or
-a Hugging Face id) names its SAM 2 config in ``config.json`` and stores SAM 2 under
-the ``sam2.`` prefix; ``load_sam2_from_checkpoint`` reads just those tensors.
+optional state dict, or a tiny random one, or from a UniPixel checkpoint (a local
+folder or a Hugging Face id), whose ``sam2.*`` tensors ``load_sam2_from_checkpoint``
+reads through the UniPixel loader.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import json
-
 import torch
 from torch import nn
 
-UNIPIXEL_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_b+.yaml"
-UNIPIXEL_SAM2_IMAGE_SIZE = 768
 SAM2_PREFIX = "sam2."
 
 # A random SAM 2.1 with a 4-block, 8-channel image encoder: the mask decoder keeps its
@@ -35,12 +31,11 @@ TINY_OVERRIDES = (
 TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that holds no usable SAM 2 weights."""
+class Sam2SourceError(ValueError):
+    """Weights or a model object that do not give a usable SAM 2."""
 
 
-def build_sam2_model(config: str = UNIPIXEL_SAM2_CONFIG, image_size: int = UNIPIXEL_SAM2_IMAGE_SIZE,
-                     overrides: Sequence[str] = (),
+def build_sam2_model(config: str, image_size: int, overrides: Sequence[str] = (),
                      state_dict: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
     """A SAM2Base in eval mode from a pip-sam2 config name, with ``image_size`` overridden."""
     import sam2  # noqa: F401  (initialises sam2's hydra config search path)
@@ -52,28 +47,14 @@ def build_sam2_model(config: str = UNIPIXEL_SAM2_CONFIG, image_size: int = UNIPI
     OmegaConf.resolve(cfg)
     model = instantiate(cfg.model, _recursive_=True)
     if state_dict is not None:
-        missing, unexpected = model.load_state_dict(saved_names_to_sam2(state_dict, model), strict=False)
+        missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
         if missing:
-            raise CheckpointError(f"SAM 2 weights are missing {len(missing)} parameters, "
+            raise Sam2SourceError(f"SAM 2 weights are missing {len(missing)} parameters, "
                                   f"e.g. {missing[:3]}")
         if unexpected:
-            raise CheckpointError(f"SAM 2 weights hold {len(unexpected)} unknown parameters, "
+            raise Sam2SourceError(f"SAM 2 weights hold {len(unexpected)} unknown parameters, "
                                   f"e.g. {unexpected[:3]}")
     return model.eval()
-
-
-def saved_names_to_sam2(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Undo the ``gamma`` -> ``weight`` rename transformers applies when saving.
-
-    The published checkpoints store SAM 2's layer-scale parameters (the memory
-    encoder's ``fuser.layers.N.gamma``) as ``...weight``; sam2 expects ``gamma``.
-    """
-    expected = set(model.state_dict())
-    renamed = {}
-    for key, value in state_dict.items():
-        gamma = key.removesuffix("weight") + "gamma" if key.endswith(".weight") else key
-        renamed[gamma if key not in expected and gamma in expected else key] = value
-    return renamed
 
 
 def tiny_sam2(image_size: int = 256, seed: int = 0) -> nn.Module:
@@ -100,78 +81,33 @@ def sam2_of(model: Any) -> nn.Module:
 
     sam2 = getattr(model, "sam2", model)
     if not isinstance(sam2, SAM2Base):
-        raise CheckpointError(f"{type(model).__name__} is neither a SAM2Base nor has a .sam2 SAM2Base")
+        raise Sam2SourceError(f"{type(model).__name__} is neither a SAM2Base nor has a .sam2 SAM2Base")
     return sam2
 
 
-def pip_config_name(name: str) -> str:
-    """A checkpoint's ``sam2_config`` (e.g. ``configs/sam2.1_hiera_b+``) as pip sam2 names it
-    (``configs/sam2.1/sam2.1_hiera_b+.yaml``)."""
-    base = Path(name).name.removesuffix(".yaml")
-    family = "sam2.1" if base.startswith("sam2.1_") else "sam2"
-    return f"configs/{family}/{base}.yaml"
-
-
-INDEX_FILE = "model.safetensors.index.json"
-
-
-def _shards_holding_sam2(folder: Path) -> list[Path]:
-    index = folder / INDEX_FILE
-    if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        names = sorted({f for key, f in weight_map.items() if key.startswith(SAM2_PREFIX)})
-        return [folder / n for n in names]
-    return sorted(folder.glob("*.safetensors"))
-
-
-def resolve_checkpoint(source: str | Path) -> Path:
-    """A local checkpoint folder, or the files of a Hugging Face model id that hold SAM 2."""
-    path = Path(source)
-    if path.exists():
-        return path
-    from huggingface_hub import hf_hub_download
-
-    repo = str(source)
-    try:
-        config = Path(hf_hub_download(repo, "config.json"))
-        index = Path(hf_hub_download(repo, INDEX_FILE))
-        for shard in _shards_holding_sam2(index.parent):
-            hf_hub_download(repo, shard.name)
-    except Exception as e:  # hub errors come in many types; all mean "not available"
-        raise CheckpointError(f"{source!r} is no local path and could not be fetched from the "
-                              f"Hugging Face hub: {e}") from e
-    return config.parent
-
-
 def load_sam2_from_checkpoint(source: str | Path) -> nn.Module:
-    """SAM2Base with the weights of a UniPixel checkpoint, built from its ``config.json``."""
-    folder = resolve_checkpoint(source)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise CheckpointError(f"{folder} has no config.json")
-    config = json.loads(config_file.read_text())
-    if not config.get("sam2_config"):
-        raise CheckpointError(f"{config_file} names no sam2_config: not a UniPixel checkpoint")
-    return build_sam2_model(pip_config_name(config["sam2_config"]),
-                            int(config.get("sam2_image_size", UNIPIXEL_SAM2_IMAGE_SIZE)),
-                            state_dict=sam2_state_dict(folder))
+    """SAM2Base with the weights of a UniPixel checkpoint (local folder or Hugging Face id).
 
-
-def sam2_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
-    """The ``sam2.*`` tensors of a UniPixel checkpoint (a folder of safetensors shards
-    or one file), with the prefix stripped."""
+    Goes through the UniPixel loader's checkpoint handling (folder or hub download,
+    config, weight files, key naming) but reads only the ``sam2.*`` tensors, so
+    exporting the decoder does not need memory for the whole language model.
+    """
     from safetensors import safe_open
 
-    path = Path(checkpoint)
-    files = _shards_holding_sam2(path) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise CheckpointError(f"no safetensors file at {path}")
+    from unipixel_ros.model.checkpoint_keys import to_model_key
+    from unipixel_ros.model.config import resolve_sam2_config
+    from unipixel_ros.model.loader import load_config, resolve_checkpoint_dir, weight_files
+
+    folder = resolve_checkpoint_dir(source)
+    config = load_config(folder)
+    config_file, overrides = resolve_sam2_config(config.sam2_config)
     tensors: dict[str, torch.Tensor] = {}
-    for file in files:
+    for file in weight_files(folder):
         with safe_open(str(file), framework="pt") as shard:
             for key in shard.keys():
-                if key.startswith(SAM2_PREFIX):
-                    tensors[key[len(SAM2_PREFIX):]] = shard.get_tensor(key)
+                name = to_model_key(key)
+                if name.startswith(SAM2_PREFIX):
+                    tensors[name[len(SAM2_PREFIX):]] = shard.get_tensor(key)
     if not tensors:
-        raise CheckpointError(f"{path} holds no '{SAM2_PREFIX}*' tensors")
-    return tensors
+        raise Sam2SourceError(f"{folder} holds no '{SAM2_PREFIX}*' tensors")
+    return build_sam2_model(config_file, config.sam2_image_size, overrides, state_dict=tensors)
