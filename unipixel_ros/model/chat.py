@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from transformers import Qwen2_5_VLProcessor
 
 from unipixel_ros.model.inputs import ModelInputError, ReferenceInput, UniPixelInputs
 
@@ -44,7 +45,7 @@ def chat_text(user_text: str, response: str | None = None, response_prefix: str 
     return text + response_prefix + response + f"{IM_END}\n"
 
 
-def encode_request(processor, text: str, frames: Sequence[np.ndarray] | np.ndarray,
+def encode_request(processor: Qwen2_5_VLProcessor, text: str, frames: Sequence[np.ndarray] | np.ndarray,
                    references: Sequence[ReferenceInput] = (), region_masks: torch.Tensor | None = None,
                    fps: float = VIDEO_FPS) -> UniPixelInputs:
     """Tokenise a chat text and patchify its video (frames already sized for the model, RGB uint8
@@ -58,7 +59,7 @@ def encode_request(processor, text: str, frames: Sequence[np.ndarray] | np.ndarr
     return UniPixelInputs.from_processor(batch, references=references, region_masks=region_masks)
 
 
-def decode_response(processor, token_ids: Sequence[int]) -> str:
+def decode_response(processor: Qwen2_5_VLProcessor, token_ids: Sequence[int]) -> str:
     """Generated token ids -> answer text, special tokens (``<|seg|>``) kept."""
     return processor.tokenizer.decode(list(token_ids), skip_special_tokens=False,
                                       clean_up_tokenization_spaces=False)

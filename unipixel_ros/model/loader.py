@@ -210,13 +210,12 @@ def load_weights(model: PixelQwen2_5_VLForConditionalGeneration, files: list[Pat
 
 
 def _assign(model: nn.Module, key: str, value: torch.Tensor) -> None:
+    """Replace a (meta) parameter or buffer by a loaded tensor, keeping its kind."""
     module_name, _, name = key.rpartition(".")
     module = model.get_submodule(module_name)
     if name in module._parameters:
-        old = module._parameters[name]
-        module._parameters[name] = nn.Parameter(value, requires_grad=old.requires_grad)
-    else:
-        module._buffers[name] = value
+        value = nn.Parameter(value, requires_grad=False)
+    setattr(module, name, value)
 
 
 def load_processor(checkpoint_dir: Path) -> Qwen2_5_VLProcessor:
