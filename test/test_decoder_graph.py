@@ -7,6 +7,7 @@ from unipixel_ros.decoders.base import DecoderInputs
 from unipixel_ros.decoders.graph import (DecoderShapeError, DecoderShapes, MaskDecoderGraph,
                                          UnsupportedSam2Config, padding_prompt, seed_prompt,
                                          upsample_masks)
+from unipixel_ros.decoders.parity import random_inputs
 from unipixel_ros.decoders.sam2_source import tiny_sam2
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
 
@@ -17,20 +18,6 @@ IMAGE_SIZE = 128  # 8x8 embedding, 32x32 masks: small, and not UniPixel's 768
 def sam2():
     torch.set_num_threads(1)
     return tiny_sam2(IMAGE_SIZE)
-
-
-def random_inputs(sam2, k: int, seed: int, seg_tokens: bool) -> DecoderInputs:
-    shapes = DecoderShapes.from_sam2(sam2)
-    g = torch.Generator().manual_seed(seed)
-    c, h = shapes.embed_dim, shapes.embed_size
-    sparse = (seed_prompt(sam2, torch.randn(k, 2, c, generator=g)) if seg_tokens
-              else padding_prompt(sam2, k))
-    return DecoderInputs(
-        image_embed=torch.randn(k, c, h, h, generator=g),
-        feat_s0=torch.randn(1, shapes.s0_channels, 4 * h, 4 * h, generator=g),
-        feat_s1=torch.randn(1, shapes.s1_channels, 2 * h, 2 * h, generator=g),
-        sparse=sparse.detach(),
-    )
 
 
 def sam2_reference(sam2, inputs: DecoderInputs):
@@ -86,7 +73,7 @@ def test_graph_matches_sam2_decoder(sam2, k, seed, seg):
 def test_tracked_frame_matches_forward_sam_heads(sam2):
     """Without a point or mask prompt, sam2's own head function must give the same result."""
     k = 3
-    inputs = random_inputs(sam2, k, seed=4, seg_tokens=False)
+    inputs = random_inputs(sam2, k, seed=4, seed_frame=False)
     with torch.no_grad():
         heads = sam2._forward_sam_heads(
             inputs.image_embed, point_inputs=None, mask_inputs=None,
@@ -106,7 +93,7 @@ def test_tracked_frame_matches_forward_sam_heads(sam2):
 
 def test_absent_object_gets_no_object_logits(sam2):
     """Objects with a score <= 0 get sam2's hard 'no object' mask (every logit -1024)."""
-    inputs = random_inputs(sam2, 2, seed=5, seg_tokens=True)
+    inputs = random_inputs(sam2, 2, seed=5, seed_frame=True)
     graph = MaskDecoderGraph(sam2)
     with torch.no_grad():
         bias = graph.decoder.pred_obj_score_head.layers[-1].bias
@@ -121,11 +108,11 @@ def test_absent_object_gets_no_object_logits(sam2):
 
 
 def test_wrong_shapes_are_named(sam2):
-    inputs = random_inputs(sam2, 2, seed=6, seg_tokens=True)
+    inputs = random_inputs(sam2, 2, seed=6, seed_frame=True)
     inputs.feat_s1 = F.pad(inputs.feat_s1, (0, 1))
     with pytest.raises(DecoderShapeError, match="feat_s1"):
         TorchMaskDecoder(sam2)(inputs)
-    inputs = random_inputs(sam2, 2, seed=6, seg_tokens=True)
+    inputs = random_inputs(sam2, 2, seed=6, seed_frame=True)
     inputs.sparse = inputs.sparse[:1]
     with pytest.raises(DecoderShapeError, match="sparse"):
         TorchMaskDecoder(sam2)(inputs)

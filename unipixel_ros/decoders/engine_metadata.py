@@ -8,7 +8,7 @@ Nothing here imports tensorrt, so the checks are testable anywhere.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from unipixel_ros.decoders.graph import DecoderShapes
@@ -38,7 +38,6 @@ class EngineMetadata:
     weights_fingerprint: str
     workspace_bytes: int
     build_seconds: float
-    extra: dict[str, str] = field(default_factory=dict)
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")

@@ -76,8 +76,13 @@ def _onnxruntime(sam2: nn.Module, paths: ArtifactPaths, precision: str, rebuild:
     from unipixel_ros.decoders.onnx_export import weights_fingerprint
     from unipixel_ros.decoders.ort_backend import OnnxRuntimeMaskDecoder
 
+    import onnxruntime
+
     onnx_path = _onnx_for(sam2, paths.onnx, precision, rebuild, weights_fingerprint(sam2))
-    return OnnxRuntimeMaskDecoder(onnx_path)
+    providers = ["CPUExecutionProvider"]
+    if next(sam2.parameters()).is_cuda and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return OnnxRuntimeMaskDecoder(onnx_path, providers=providers)
 
 
 def _tensorrt(sam2: nn.Module, paths: ArtifactPaths, precision: str, rebuild: bool,

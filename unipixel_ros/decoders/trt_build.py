@@ -112,8 +112,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, precision: str 
         config.set_flag(flag)
     if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)
-    if hasattr(trt, "IProgressMonitor"):
-        config.progress_monitor = _progress_monitor(trt, log)
+    monitor = _progress_monitor(trt, log) if hasattr(trt, "IProgressMonitor") else None
+    if monitor is not None:  # referenced here until the build ends: TensorRT does not own it
+        config.progress_monitor = monitor
 
     s = info.shapes
     for spec in profiles:
