@@ -1,0 +1,191 @@
+"""The node's kept objects: one memory bank per camera behind node-wide object ids.
+
+The pipeline works on one camera's :class:`~unipixel_ros.memory.ObjectMemoryBank`
+(tracking steps every object of the bank it is given onto that camera's frame), so each
+camera has its own bank. Users name objects by one id across the node (the memory
+services take bare ids, label images and messages carry them), so this store hands out
+node ids and maps them to (camera, bank id). It also keeps what the bank does not:
+whether an object was visible on the newest tracked frame (``lost``) and when it was
+first and last seen, which outlives the bank's bounded per-object frame history.
+ROS-free and thread-safe.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from unipixel_ros.memory import MemoryBankError, ObjectMemoryBank, ObjectRecord
+from unipixel_ros.results import TrackedMask
+
+
+class UnknownObjectError(MemoryBankError):
+    """An object id that is not held (or not held for the camera in question)."""
+
+
+class UnknownCameraError(MemoryBankError):
+    """A camera name the store was not built with."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Snapshot of one kept object."""
+
+    object_id: int                 # node-wide id
+    camera: str
+    record: ObjectRecord           # the bank's snapshot (its ``object_id`` is the bank's own id)
+    lost: bool                     # not visible on the newest frame it was tracked or segmented on
+    first_seen_ns: int | None      # first frame with a non-empty mask
+    last_seen_ns: int | None       # newest frame with a non-empty mask
+
+    @property
+    def label(self) -> str:
+        return self.record.label
+
+    def mask_at(self, stamp_ns: int) -> np.ndarray | None:
+        """The mask on frame ``stamp_ns``, None when none is held for it."""
+        try:
+            return self.record.masks[self.record.stamps.index(stamp_ns)]
+        except ValueError:
+            return None
+
+
+@dataclass
+class _Status:
+    camera: str
+    bank_id: int
+    lost: bool
+    first_seen_ns: int | None
+    last_seen_ns: int | None
+
+    def saw(self, stamp_ns: int, visible: bool) -> None:
+        self.lost = not visible
+        if visible:
+            if self.first_seen_ns is None or stamp_ns < self.first_seen_ns:
+                self.first_seen_ns = stamp_ns
+            if self.last_seen_ns is None or stamp_ns > self.last_seen_ns:
+                self.last_seen_ns = stamp_ns
+
+
+class ObjectStore:
+    """Per-camera memory banks with node-wide ids (see the module doc)."""
+
+    def __init__(self, cameras: Iterable[str], max_objects: int, max_frames_per_object: int) -> None:
+        self._banks = {name: ObjectMemoryBank(max_objects, max_frames_per_object) for name in cameras}
+        self._lock = threading.RLock()
+        self._status: dict[int, _Status] = {}
+        self._by_bank: dict[tuple[str, int], int] = {}
+        self._next_id = 1
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(self._banks)
+
+    def bank(self, camera: str) -> ObjectMemoryBank:
+        """The camera's bank, as the pipeline takes it."""
+        try:
+            return self._banks[camera]
+        except KeyError:
+            raise UnknownCameraError(
+                f"unknown camera '{camera}' (configured: {', '.join(self._banks)})") from None
+
+    def add(self, camera: str, label: str, frames: Iterable[tuple[int, np.ndarray, float]]) -> int:
+        """Keep a new object with its (stamp_ns, mask, score) frames; returns its node id.
+
+        Raises :class:`~unipixel_ros.memory.MemoryFullError` when the camera's bank is full.
+        """
+        frames = sorted(frames, key=lambda f: f[0])
+        with self._lock:
+            bank_id = self.bank(camera).add(label, frames)
+            object_id = self._next_id
+            self._next_id += 1
+            status = _Status(camera, bank_id, lost=True, first_seen_ns=None, last_seen_ns=None)
+            for stamp, mask, _ in frames:
+                status.saw(int(stamp), bool(np.any(mask)))
+            self._status[object_id] = status
+            self._by_bank[(camera, bank_id)] = object_id
+            return object_id
+
+    def record_tracking(self, camera: str, stamp_ns: int, tracked: Mapping[int, TrackedMask]) -> None:
+        """Store one tracking step (bank id -> mask on frame ``stamp_ns``).
+
+        Objects of the camera missing from ``tracked`` count as not visible; ids of
+        objects removed meanwhile are ignored.
+        """
+        with self._lock:
+            bank = self.bank(camera)
+            for (cam, bank_id), object_id in list(self._by_bank.items()):
+                if cam != camera:
+                    continue
+                step = tracked.get(bank_id)
+                if step is not None:
+                    bank.add_frame(bank_id, stamp_ns, step.mask, step.score)
+                self._status[object_id].saw(stamp_ns, step is not None and step.visible and bool(step.mask.any()))
+
+    def bank_id(self, camera: str, object_id: int) -> int:
+        """The bank id of node object ``object_id``, which must belong to ``camera``."""
+        with self._lock:
+            status = self._status.get(object_id)
+            if status is None:
+                raise UnknownObjectError(f"no object with id {object_id} in memory")
+            if status.camera != camera:
+                raise UnknownObjectError(f"object {object_id} belongs to camera '{status.camera}', not '{camera}'")
+            return status.bank_id
+
+    def object_id(self, camera: str, bank_id: int) -> int:
+        """The node id of ``camera``'s bank object ``bank_id``."""
+        with self._lock:
+            try:
+                return self._by_bank[(camera, bank_id)]
+            except KeyError:
+                raise UnknownObjectError(f"camera '{camera}' holds no bank object {bank_id}") from None
+
+    def remove(self, object_ids: Iterable[int]) -> tuple[list[int], list[int]]:
+        """Forget objects; returns (removed ids, unknown ids)."""
+        removed, unknown = [], []
+        with self._lock:
+            for object_id in object_ids:
+                status = self._status.pop(object_id, None)
+                if status is None:
+                    unknown.append(object_id)
+                    continue
+                del self._by_bank[(status.camera, status.bank_id)]
+                self._banks[status.camera].remove(status.bank_id)
+                removed.append(object_id)
+        return removed, unknown
+
+    def reset(self, camera: str | None = None) -> int:
+        """Forget every object of ``camera`` (all cameras when None); returns how many."""
+        with self._lock:
+            if camera is not None:
+                self.bank(camera)
+            cameras = self.cameras if camera is None else (camera,)
+            ids = [i for i, s in self._status.items() if s.camera in cameras]
+            self.remove(ids)
+            return len(ids)
+
+    def objects(self, camera: str | None = None) -> list[StoredObject]:
+        """Snapshots of the kept objects (of one camera, or all), in id order."""
+        with self._lock:
+            if camera is not None:
+                self.bank(camera)
+            return [self._snapshot(i, s) for i, s in sorted(self._status.items())
+                    if camera is None or s.camera == camera]
+
+    def get(self, object_id: int) -> StoredObject:
+        with self._lock:
+            status = self._status.get(object_id)
+            if status is None:
+                raise UnknownObjectError(f"no object with id {object_id} in memory")
+            return self._snapshot(object_id, status)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._status)
+
+    def _snapshot(self, object_id: int, status: _Status) -> StoredObject:
+        return StoredObject(object_id=object_id, camera=status.camera,
+                            record=self._banks[status.camera].get(status.bank_id), lost=status.lost,
+                            first_seen_ns=status.first_seen_ns, last_seen_ns=status.last_seen_ns)

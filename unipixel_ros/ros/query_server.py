@@ -1,0 +1,312 @@
+"""The ``~/query`` service and action: text plus visual prompts about one camera's recent frames.
+
+A request picks its frames from the camera's window: those stamped within
+``window_seconds`` of the newest frame, at most the newest ``max_frames`` of them
+(zero in the request = the ``query.*`` parameter). Time is measured in the camera's
+own stamps, so a bag played without a synchronised clock behaves like a live camera;
+``query.max_frame_age_s`` (node clock minus the newest stamp) refuses to answer from a
+camera that stopped. Each visual prompt names the frame it was drawn on by stamp; it is
+matched to the nearest selected frame within ``query.prompt_stamp_tolerance_s`` (a zero
+stamp means the newest frame).
+
+Every bad request gets ``success = false`` and a message naming the problem, and the
+node keeps serving. The action streams feedback (stage, tokens generated, answer so
+far) and can be canceled while it waits for the model or while the model runs.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+
+from unipixel_ros.frames import NS_PER_S, Frame, FrameWindow
+from unipixel_ros.memory import MemoryBankError
+from unipixel_ros.msg import ObjectMasks, StageTiming
+from unipixel_ros.msg import VisualPrompt as VisualPromptMsg
+from unipixel_ros.object_store import ObjectStore
+from unipixel_ros.prompts import PromptError, VisualPrompt, validate_request
+from unipixel_ros.results import ProgressCallback, QueryCancelled, QueryResult, SegmentedObject
+from unipixel_ros.ros.ingest import CameraFeed, stamp_ns
+from unipixel_ros.ros.messages import object_masks_msg, prompt_from_msg, time_msg, timing_msgs
+from unipixel_ros.ros.model_host import BusyError, ModelHost, ModelUnavailableError
+from unipixel_ros.action import Query as QueryAction
+from unipixel_ros.srv import Query as QueryService
+
+QUERY_NAME = "~/query"          # the service and the action share it
+
+
+class RequestError(ValueError):
+    """A request the node cannot serve as asked; the message goes back to the client."""
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    """The ``query.*`` parameters."""
+
+    window_seconds: float           # default window length [s]
+    max_frames: int                 # default frame count
+    prompt_tolerance_s: float       # prompt stamp -> frame matching tolerance [s]
+    max_frame_age_s: float          # 0 = answer from frames of any age
+
+
+@dataclass
+class QueryOutcome:
+    """What a request produced, in the fields the service response and action result share."""
+
+    success: bool
+    message: str = ""
+    answer: str = ""
+    objects: list[ObjectMasks] = field(default_factory=list)
+    frame_stamps: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def fill(self, response: Any) -> Any:
+        response.success, response.message, response.answer = self.success, self.message, self.answer
+        response.objects = self.objects
+        response.frame_stamps = [time_msg(s) for s in self.frame_stamps]
+        response.timings = timing_msgs(self.timings)
+        return response
+
+
+def _seconds(ns: int) -> str:
+    return f"{ns / NS_PER_S:.3f} s"
+
+
+def select_frames(window: FrameWindow, seconds: float, max_frames: int, now_ns: int | None = None,
+                  max_age_s: float = 0.0) -> tuple[Frame, ...]:
+    """The newest ``max_frames`` frames stamped within ``seconds`` of the newest frame, oldest
+    first, all of the newest frame's size (a camera that changed resolution mid-window
+    contributes only its current size)."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise RequestError(f"window_seconds must be a finite number > 0, got {seconds}")
+    if max_frames < 1:
+        raise RequestError(f"max_frames must be >= 1, got {max_frames}")
+    frames = window.last_seconds(seconds)
+    if not frames:
+        raise RequestError("the camera has no frames yet")
+    newest = frames[-1]
+    if max_age_s > 0 and now_ns is not None and now_ns - newest.stamp_ns > max_age_s * NS_PER_S:
+        raise RequestError(
+            f"empty window: the newest frame is {(now_ns - newest.stamp_ns) / NS_PER_S:.1f} s old, "
+            f"older than query.max_frame_age_s = {max_age_s:g} s (has the camera stopped?)")
+    same_size = [f for f in frames if f.image.shape == newest.image.shape]
+    return tuple(same_size[-max_frames:])
+
+
+def match_frame(stamps: Sequence[int], stamp: int, tolerance_ns: int) -> int | None:
+    """Index of the stamp nearest to ``stamp`` within ``tolerance_ns`` (older wins a tie), else None."""
+    i = bisect.bisect_left(stamps, stamp)
+    candidates = [j for j in (i - 1, i) if 0 <= j < len(stamps) and abs(stamps[j] - stamp) <= tolerance_ns]
+    return min(candidates, key=lambda j: (abs(stamps[j] - stamp), j)) if candidates else None
+
+
+def resolve_prompts(msgs: Sequence[VisualPromptMsg], stamps: Sequence[int], tolerance_ns: int,
+                    memory_id: Callable[[int], int]) -> list[VisualPrompt]:
+    """Prompt messages -> prompts on window frames. ``memory_id`` maps a node object id to the
+    camera's bank id (raising when the object is not the camera's)."""
+    prompts = []
+    for msg in msgs:
+        k = msg.object_index
+        if msg.type == VisualPromptMsg.MEMORY:
+            prompts.append(prompt_from_msg(msg, 0, memory_id(msg.memory_id)))
+            continue
+        wanted = stamp_ns(msg.stamp)
+        index = len(stamps) - 1 if wanted == 0 else match_frame(stamps, wanted, tolerance_ns)
+        if index is None:
+            raise RequestError(
+                f"prompt for [{k}]: its stamp {_seconds(wanted)} matches none of the {len(stamps)} frames used "
+                f"({_seconds(stamps[0])} to {_seconds(stamps[-1])}) within "
+                f"query.prompt_stamp_tolerance_s = {tolerance_ns / NS_PER_S:g} s")
+        prompts.append(prompt_from_msg(msg, index))
+    return prompts
+
+
+def _score(obj: SegmentedObject) -> float:
+    """Mean predicted quality over the frames where the object has a mask."""
+    present = obj.masks.reshape(len(obj.masks), -1).any(axis=1)
+    return float(np.mean(obj.scores[present])) if present.any() else 0.0
+
+
+class QueryServer:
+    """Node component serving ``~/query`` as a service and as an action."""
+
+    def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
+                 settings: QuerySettings, on_remembered: Callable[[str, int], None]) -> None:
+        self._node = node
+        self._feeds = feeds
+        self._store = store
+        self._host = host
+        self._settings = settings
+        self._on_remembered = on_remembered
+        self._group = ReentrantCallbackGroup()
+        self._service = None
+        self._action: ActionServer | None = None
+        self._cancels: dict[bytes, threading.Event] = {}
+        self._cancels_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        self._service = self._node.create_service(QueryService, QUERY_NAME, self._on_service,
+                                                  callback_group=self._group)
+        self._action = ActionServer(self._node, QueryAction, QUERY_NAME, self._on_goal_execute,
+                                    goal_callback=lambda _: GoalResponse.ACCEPT,
+                                    cancel_callback=self._on_cancel, callback_group=self._group)
+
+    def deactivate(self) -> None:
+        if self._service is not None:
+            self._node.destroy_service(self._service)
+            self._service = None
+        if self._action is not None:
+            self._action.destroy()
+            self._action = None
+
+    def cleanup(self) -> None:
+        self.deactivate()
+
+    def diagnostics(self) -> list:
+        return []
+
+    # -- the work ---------------------------------------------------------------------------
+
+    def answer(self, request: Any, cancel: threading.Event | None = None,
+               progress: ProgressCallback | None = None) -> QueryOutcome:
+        """Serve one Query request (service request or action goal: the same fields).
+
+        Raises :class:`QueryCancelled` when ``cancel`` was set; every other failure is a
+        QueryOutcome with ``success = False``.
+        """
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        try:
+            camera, frames, prompts = self._prepare(request)
+            timings["select_frames"] = time.perf_counter() - start
+            images = [f.image for f in frames]
+            stamps = [f.stamp_ns for f in frames]
+            if progress is not None and self._host.stats().running:
+                progress("waiting_for_model", 0, "")
+            waited = time.perf_counter()
+            with self._host.exclusive("query", cancel) as pipeline:
+                timings["wait_for_model"] = time.perf_counter() - waited
+                began = time.perf_counter()
+                result = pipeline.query(images, stamps, request.text, prompts, memory=self._store.bank(camera),
+                                        progress=progress, cancel=cancel)
+                timings.update(result.timings)
+                timings["pipeline"] = time.perf_counter() - began
+            began = time.perf_counter()
+            outcome = self._outcome(camera, frames, result, request.remember)
+            timings["build_response"] = time.perf_counter() - began
+        except QueryCancelled:
+            raise
+        except (RequestError, PromptError, BusyError, ModelUnavailableError, MemoryBankError) as exc:
+            return QueryOutcome(False, str(exc), timings=timings)
+        except Exception as exc:  # the pipeline failing must not take the service down
+            self._node.get_logger().error(f"query failed: {traceback.format_exc()}")
+            return QueryOutcome(False, f"the query failed inside the model: {type(exc).__name__}: {exc}",
+                                timings=timings)
+        timings["total"] = time.perf_counter() - start
+        outcome.timings = timings
+        return outcome
+
+    def _prepare(self, request: Any) -> tuple[str, tuple[Frame, ...], list[VisualPrompt]]:
+        camera = request.camera
+        feed = self._feeds.get(camera)
+        if feed is None:
+            known = ", ".join(self._feeds) or "none"
+            raise RequestError(f"unknown camera '{camera}' (configured cameras: {known})")
+        s = self._settings
+        if not (math.isfinite(request.window_seconds) and request.window_seconds >= 0):
+            raise RequestError(f"window_seconds must be >= 0 (0 = default), got {request.window_seconds}")
+        seconds = request.window_seconds or s.window_seconds
+        if feed.window.latest() is None:
+            topic = self._node.resolve_topic_name(feed.config.subscribed_topic)
+            raise RequestError(f"camera '{camera}' has no frames yet (subscribed to {topic})")
+        try:
+            frames = select_frames(feed.window, seconds, request.max_frames or s.max_frames,
+                                   self._node.get_clock().now().nanoseconds, s.max_frame_age_s)
+        except RequestError as exc:
+            raise RequestError(f"camera '{camera}': {exc}") from exc
+        stamps = [f.stamp_ns for f in frames]
+        prompts = resolve_prompts(request.prompts, stamps, int(round(s.prompt_tolerance_s * NS_PER_S)),
+                                  lambda object_id: self._store.bank_id(camera, object_id))
+        height, width = frames[-1].image.shape[:2]
+        validate_request(request.text, prompts, len(frames), width, height)
+        return camera, frames, prompts
+
+    def _outcome(self, camera: str, frames: Sequence[Frame], result: QueryResult, remember: bool) -> QueryOutcome:
+        stamps = [f.stamp_ns for f in frames]
+        message = ""
+        stored = False
+        objects = []
+        for obj in result.objects:
+            if len(obj.masks) != len(frames):
+                raise RuntimeError(f"the pipeline returned {len(obj.masks)} masks for {len(frames)} frames")
+            object_id = 0
+            if remember:
+                try:
+                    object_id = self._store.add(camera, obj.label, zip(stamps, obj.masks, obj.scores))
+                    stored = True
+                except MemoryBankError as exc:
+                    message = f"answered, but not every object was kept: {exc}"
+            lost = not bool(obj.masks[-1].any())
+            objects.append(object_masks_msg(object_id, obj.label, _score(obj), lost,
+                                            [(f.stamp_ns, f.frame_id, m) for f, m in zip(frames, obj.masks)]))
+        if stored:
+            self._on_remembered(camera, stamps[-1])
+        return QueryOutcome(success=not message, message=message, answer=result.answer, objects=objects,
+                            frame_stamps=stamps)
+
+    # -- ROS callbacks ----------------------------------------------------------------------
+
+    def _on_service(self, request: QueryService.Request, response: QueryService.Response) -> QueryService.Response:
+        try:
+            return self.answer(request).fill(response)
+        except QueryCancelled as exc:   # only when the node deactivates under a running request
+            return QueryOutcome(False, f"canceled: {exc}").fill(response)
+
+    def _on_cancel(self, goal_handle: ServerGoalHandle) -> CancelResponse:
+        with self._cancels_lock:
+            event = self._cancels.get(bytes(goal_handle.goal_id.uuid))
+        if event is not None:
+            event.set()
+        return CancelResponse.ACCEPT
+
+    def _on_goal_execute(self, goal_handle: ServerGoalHandle) -> QueryAction.Result:
+        key = bytes(goal_handle.goal_id.uuid)
+        cancel = threading.Event()
+        with self._cancels_lock:
+            self._cancels[key] = cancel
+        if goal_handle.is_cancel_requested:
+            cancel.set()
+
+        def progress(stage: str, tokens: int, partial: str) -> None:
+            goal_handle.publish_feedback(QueryAction.Feedback(stage=stage, tokens_generated=tokens,
+                                                              partial_answer=partial))
+        try:
+            outcome = self.answer(goal_handle.request, cancel, progress)
+        except QueryCancelled as exc:
+            result = QueryOutcome(False, f"canceled: {exc}").fill(QueryAction.Result())
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+            else:
+                goal_handle.abort()
+            return result
+        finally:
+            with self._cancels_lock:
+                self._cancels.pop(key, None)
+        if outcome.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return outcome.fill(QueryAction.Result())
