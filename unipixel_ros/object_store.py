@@ -1,8 +1,9 @@
 """The node's kept objects: one memory bank per camera behind node-wide object ids.
 
 The pipeline works on one camera's :class:`~unipixel_ros.memory.ObjectMemoryBank`
-(tracking steps every object of the bank it is given onto that camera's frame), so each
-camera has its own bank. Users name objects by one id across the node (the memory
+(it stores the objects a query should remember, and tracking steps every object of the
+bank it is given onto that camera's frame and records the masks), so each camera has its
+own bank. Users name objects by one id across the node (the memory
 services take bare ids, label images and messages carry them), so this store hands out
 node ids and maps them to (camera, bank id). It also keeps what the bank does not:
 whether an object was visible on the newest tracked frame (``lost``) and when it was
@@ -91,38 +92,46 @@ class ObjectStore:
             raise UnknownCameraError(
                 f"unknown camera '{camera}' (configured: {', '.join(self._banks)})") from None
 
-    def add(self, camera: str, label: str, frames: Iterable[tuple[int, np.ndarray, float]]) -> int:
-        """Keep a new object with its (stamp_ns, mask, score) frames; returns its node id.
+    def add(self, camera: str, label: str, frames: Iterable[tuple[int, np.ndarray, float]],
+            tracking: object | None = None) -> int:
+        """Keep a new object with its (stamp_ns, mask, score) frames and the tracker state that
+        continues it on new frames; returns its node id.
 
         Raises :class:`~unipixel_ros.memory.MemoryFullError` when the camera's bank is full.
         """
-        frames = sorted(frames, key=lambda f: f[0])
+        bank = self.bank(camera)
         with self._lock:
-            bank_id = self.bank(camera).add(label, frames)
+            bank_id = bank.add(label, sorted(frames, key=lambda f: f[0]))
+            if tracking is not None:
+                bank.attach_tracking(bank_id, tracking)
+            return self.adopt(camera, bank_id)
+
+    def adopt(self, camera: str, bank_id: int) -> int:
+        """Give a node id to an object the pipeline stored in ``camera``'s bank (idempotent)."""
+        with self._lock:
+            known = self._by_bank.get((camera, bank_id))
+            if known is not None:
+                return known
+            record = self.bank(camera).get(bank_id)
             object_id = self._next_id
             self._next_id += 1
             status = _Status(camera, bank_id, lost=True, first_seen_ns=None, last_seen_ns=None)
-            for stamp, mask, _ in frames:
-                status.saw(int(stamp), bool(np.any(mask)))
+            for stamp, mask in zip(record.stamps, record.masks):
+                status.saw(stamp, bool(mask.any()))
             self._status[object_id] = status
             self._by_bank[(camera, bank_id)] = object_id
             return object_id
 
     def record_tracking(self, camera: str, stamp_ns: int, tracked: Mapping[int, TrackedMask]) -> None:
-        """Store one tracking step (bank id -> mask on frame ``stamp_ns``).
-
-        Objects of the camera missing from ``tracked`` count as not visible; ids of
-        objects removed meanwhile are ignored.
-        """
+        """Note one tracking step (bank id -> mask on frame ``stamp_ns``; the pipeline has
+        stored the masks in the bank). Objects of the camera missing from ``tracked`` count
+        as not visible."""
         with self._lock:
-            bank = self.bank(camera)
-            for (cam, bank_id), object_id in list(self._by_bank.items()):
-                if cam != camera:
-                    continue
-                step = tracked.get(bank_id)
-                if step is not None:
-                    bank.add_frame(bank_id, stamp_ns, step.mask, step.score)
-                self._status[object_id].saw(stamp_ns, step is not None and step.visible and bool(step.mask.any()))
+            for (cam, bank_id), object_id in self._by_bank.items():
+                if cam == camera:
+                    step = tracked.get(bank_id)
+                    visible = step is not None and step.visible and bool(step.mask.any())
+                    self._status[object_id].saw(stamp_ns, visible)
 
     def bank_id(self, camera: str, object_id: int) -> int:
         """The bank id of node object ``object_id``, which must belong to ``camera``."""

@@ -8,8 +8,11 @@ its inputs, so a test can predict every mask the node must return:
 * a memory prompt -> the object's newest mask held in the bank;
 * text without prompts -> one object per synthetic palette colour named in the text
   (pixels within :data:`COLOUR_TOLERANCE` of it);
-* tracking: each kept object keeps its newest non-empty mask, and is visible unless the
-  frame is black under it.
+* tracking (objects carrying the double's tracking state): each keeps its newest non-empty
+  mask, visible unless the frame is black under it; the step is recorded in the bank.
+
+Like the real pipeline, ``query(remember=True)`` stores the objects in the bank with a
+tracking state, and ``segment_prompt`` returns one for the node to store.
 
 The answer names the frame count and size and repeats the text. ``query`` reports
 progress for each of ``tokens`` decode steps, sleeping ``token_delay_s`` before each and
@@ -23,7 +26,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,7 @@ DISC_RADIUS = 3
 COLOUR_TOLERANCE = 30
 DARK_LEVEL = 10          # mean intensity under a mask below this = not visible
 SCORE = 0.75
+TRACKING_STATE = "fake tracking state"   # what the double attaches to objects it can track
 
 
 def frame_digest(image: np.ndarray) -> str:
@@ -71,9 +75,10 @@ def describe_prompt(prompt: VisualPrompt) -> dict:
 class FakePipeline:
     """Deterministic :class:`~unipixel_ros.results.QueryPipeline` (see the module doc)."""
 
-    def __init__(self, settings: ModelSettings, log_path: str | None = None, token_delay_s: float = 0.0,
-                 tokens: int = 4) -> None:
+    def __init__(self, settings: ModelSettings, log: Callable[[str], None], log_path: str | None = None,
+                 token_delay_s: float = 0.0, tokens: int = 4) -> None:
         self.settings = settings
+        log(f"fake pipeline standing in for '{settings.model_id}'")
         self._log_path = Path(log_path) if log_path else None
         self._token_delay_s = token_delay_s
         self._tokens = tokens
@@ -101,9 +106,10 @@ class FakePipeline:
 
     def query(self, frames: Sequence[np.ndarray], stamps: Sequence[int], text: str,
               prompts: Sequence[VisualPrompt] = (), memory: ObjectMemoryBank | None = None,
-              progress: ProgressCallback | None = None, cancel: threading.Event | None = None) -> QueryResult:
+              progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+              remember: bool = False) -> QueryResult:
         self._log("query", stamps=list(stamps), digests=[frame_digest(f) for f in frames], text=text,
-                  prompts=[describe_prompt(p) for p in prompts])
+                  prompts=[describe_prompt(p) for p in prompts], remember=remember)
         began = time.perf_counter()
         t, (h, w) = len(frames), frames[0].shape[:2]
         answer = f"{t} frames of {w}x{h}: {text}".strip()
@@ -124,6 +130,10 @@ class FakePipeline:
             for colour in (c for c in PALETTE if c in text.lower()):
                 masks = np.stack([colour_mask(f, colour) for f in frames])
                 objects.append(SegmentedObject(label=colour, masks=masks, scores=np.full(t, SCORE, np.float32)))
+        if remember and memory is not None:
+            for obj in objects:
+                obj.memory_id = memory.add(obj.label, zip(stamps, obj.masks, obj.scores.tolist()))
+                memory.attach_tracking(obj.memory_id, TRACKING_STATE)
         return QueryResult(answer=answer, objects=objects, timings={"fake_model": time.perf_counter() - began})
 
     def segment_prompt(self, frames: Sequence[np.ndarray], stamps: Sequence[int],
@@ -133,14 +143,19 @@ class FakePipeline:
         t, shape = len(frames), frames[0].shape[:2]
         mask = self._prompt_mask(prompt, shape, None)
         return SegmentedObject(label="click", masks=np.repeat(mask[None], t, axis=0),
-                               scores=np.full(t, SCORE, np.float32), object_index=prompt.object_index)
+                               scores=np.full(t, SCORE, np.float32), object_index=prompt.object_index,
+                               tracking=TRACKING_STATE)
 
     def track(self, memory: ObjectMemoryBank, frame: np.ndarray, stamp: int) -> dict[int, TrackedMask]:
         out = {}
         for record in memory:
+            if memory.tracking(record.object_id) is not TRACKING_STATE:
+                continue
             mask = next((m for m in reversed(record.masks) if m.any()), record.masks[-1])
             visible = bool(mask.any()) and float(frame[mask].mean()) >= DARK_LEVEL
             out[record.object_id] = TrackedMask(mask=mask if visible else np.zeros_like(mask), score=SCORE,
                                                 visible=visible)
+        for object_id, step in out.items():
+            memory.add_frame(object_id, stamp, step.mask, step.score)
         self._log("track", stamp=stamp, digest=frame_digest(frame), ids=sorted(out))
         return out

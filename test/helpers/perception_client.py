@@ -52,7 +52,8 @@ class NodeProcess:
             [sys.executable, str(HELPERS / "perception_node.py"), "--fake-log", str(self.fake_log),
              "--token-delay", str(token_delay), "--ros-args", "-r", f"__ns:={namespace}",
              "--params-file", str(params_file)],
-            cwd=ROOT, env=dict(os.environ), text=True, stdout=subprocess.PIPE, stderr=self._stderr)
+            cwd=ROOT, env=dict(os.environ), text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._stderr)
 
     @property
     def fqn(self) -> str:

@@ -4,12 +4,16 @@
 
 Everything is as ``unipixel_node`` runs it (same node class, components, parameters,
 lifecycle start and multi-threaded executor) except that the model-side component gets
-:class:`helpers.fake_pipeline.FakePipeline` as its pipeline loader.
+:class:`helpers.fake_pipeline.FakePipeline` as its pipeline loader. The process stops
+when its stdin closes, so a test run that dies leaves no node behind.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -40,6 +44,8 @@ def main() -> None:
         if not node_module.start(node):
             raise SystemExit(1)
         print("ready", flush=True)
+        threading.Thread(target=lambda: (sys.stdin.read(), os.kill(os.getpid(), signal.SIGINT)),
+                         daemon=True).start()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

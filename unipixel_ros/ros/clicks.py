@@ -233,7 +233,7 @@ class ClickHandler:
             mask, score = obj.masks[0], float(obj.scores[0])
             if not mask.any():
                 raise ClickError("the model found no object there")
-            object_id = self._store.add(camera, obj.label, [(frame.stamp_ns, mask, score)])
+            object_id = self._store.add(camera, obj.label, [(frame.stamp_ns, mask, score)], obj.tracking)
         except (PromptError, ClickError, BusyError, ModelUnavailableError, MemoryBankError) as exc:
             self._ignore(f"click {what} on camera '{camera}' from {source} ignored: {exc}")
             return

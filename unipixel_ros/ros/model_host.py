@@ -49,16 +49,15 @@ class ModelSettings:
     decoder_backend: str    # mask decoder: torch, onnxruntime, tensorrt
 
 
-PipelineLoader = Callable[[ModelSettings], QueryPipeline]
+# (settings, log) -> pipeline; ``log`` takes one-line notes for the user (fallbacks, untrained weights).
+PipelineLoader = Callable[[ModelSettings, Callable[[str], None]], QueryPipeline]
 
 
-def load_pipeline(settings: ModelSettings) -> QueryPipeline:
-    """Build the real pipeline (imports torch and the model)."""
-    try:
-        from unipixel_ros.pipeline import build_pipeline  # noqa: PLC0415 - heavy, loaded on configure
-    except ImportError as exc:
-        raise ModelLoadError(f"the UniPixel pipeline cannot be imported: {exc}") from exc
-    return build_pipeline(settings.model_id, settings.device, settings.dtype, settings.decoder_backend)
+def load_pipeline(settings: ModelSettings, log: Callable[[str], None]) -> QueryPipeline:
+    """Build the real pipeline (imports the model stack)."""
+    from unipixel_ros.pipeline import build_pipeline  # noqa: PLC0415 - heavy, loaded on configure
+
+    return build_pipeline(settings.model_id, settings.device, settings.dtype, settings.decoder_backend, log=log)
 
 
 def _free_accelerator_memory() -> None:
@@ -82,12 +81,13 @@ class HostStats:
 class ModelHost:
     """Owns the pipeline; serialises its use (see the module doc)."""
 
-    def __init__(self, settings: ModelSettings, busy_policy: str, max_queued: int,
+    def __init__(self, settings: ModelSettings, busy_policy: str, max_queued: int, log: Callable[[str], None],
                  loader: PipelineLoader = load_pipeline) -> None:
         if busy_policy not in BUSY_POLICIES:
             raise ValueError(f"busy policy '{busy_policy}' is not one of {', '.join(BUSY_POLICIES)}")
         self.settings = settings
         self._loader = loader
+        self._log = log
         self._policy = busy_policy
         self._max_queued = max_queued
         self._cond = threading.Condition()
@@ -108,9 +108,7 @@ class ModelHost:
             if self._pipeline is not None:
                 return
         try:
-            pipeline = self._loader(self.settings)
-        except ModelLoadError:
-            raise
+            pipeline = self._loader(self.settings, self._log)
         except Exception as exc:  # missing files, bad ids, out of memory: all mean "no model"
             raise ModelLoadError(f"could not load model '{self.settings.model_id}' on "
                                  f"{self.settings.device}: {type(exc).__name__}: {exc}") from exc

@@ -167,7 +167,8 @@ class Perception:
         node, config = context.node, read_perception_config(context.node)
         self._node = node
         self._model_id = config.model.model_id
-        self.host = ModelHost(config.model, config.busy_policy, config.max_queued, loader)
+        self.host = ModelHost(config.model, config.busy_policy, config.max_queued, node.get_logger().warning,
+                              loader)
         self.store = ObjectStore(context.feeds, config.max_objects, config.max_frames_per_object)
         output_qos = qos_profile(context.config.qos.output, context.config.qos.output_depth)
         self.tracker = Tracker(node, context.feeds, self.store, self.host, config.tracking_rate_hz, output_qos)

@@ -201,11 +201,11 @@ class QueryServer:
                 timings["wait_for_model"] = time.perf_counter() - waited
                 began = time.perf_counter()
                 result = pipeline.query(images, stamps, request.text, prompts, memory=self._store.bank(camera),
-                                        progress=progress, cancel=cancel)
+                                        progress=progress, cancel=cancel, remember=request.remember)
                 timings.update(result.timings)
                 timings["pipeline"] = time.perf_counter() - began
             began = time.perf_counter()
-            outcome = self._outcome(camera, frames, result, request.remember)
+            outcome = self._outcome(camera, frames, result)
             timings["build_response"] = time.perf_counter() - began
         except QueryCancelled:
             raise
@@ -242,30 +242,28 @@ class QueryServer:
                                   lambda object_id: self._store.bank_id(camera, object_id))
         height, width = frames[-1].image.shape[:2]
         validate_request(request.text, prompts, len(frames), width, height)
+        bank = self._store.bank(camera)
+        if request.remember and len(bank) >= bank.max_objects:
+            raise RequestError(f"cannot remember: the memory of camera '{camera}' is full ({bank.max_objects} "
+                               "objects, memory.max_objects); remove objects or reset it first")
         return camera, frames, prompts
 
-    def _outcome(self, camera: str, frames: Sequence[Frame], result: QueryResult, remember: bool) -> QueryOutcome:
-        stamps = [f.stamp_ns for f in frames]
-        message = ""
-        stored = False
+    def _outcome(self, camera: str, frames: Sequence[Frame], result: QueryResult) -> QueryOutcome:
         objects = []
+        remembered = False
         for obj in result.objects:
             if len(obj.masks) != len(frames):
                 raise RuntimeError(f"the pipeline returned {len(obj.masks)} masks for {len(frames)} frames")
             object_id = 0
-            if remember:
-                try:
-                    object_id = self._store.add(camera, obj.label, zip(stamps, obj.masks, obj.scores))
-                    stored = True
-                except MemoryBankError as exc:
-                    message = f"answered, but not every object was kept: {exc}"
-            lost = not bool(obj.masks[-1].any())
-            objects.append(object_masks_msg(object_id, obj.label, _score(obj), lost,
+            if obj.memory_id is not None:
+                object_id = self._store.adopt(camera, obj.memory_id)
+                remembered = True
+            objects.append(object_masks_msg(object_id, obj.label, _score(obj), not bool(obj.masks[-1].any()),
                                             [(f.stamp_ns, f.frame_id, m) for f, m in zip(frames, obj.masks)]))
-        if stored:
-            self._on_remembered(camera, stamps[-1])
-        return QueryOutcome(success=not message, message=message, answer=result.answer, objects=objects,
-                            frame_stamps=stamps)
+        if remembered:
+            self._on_remembered(camera, frames[-1].stamp_ns)
+        return QueryOutcome(success=True, answer=result.answer, objects=objects,
+                            frame_stamps=[f.stamp_ns for f in frames])
 
     # -- ROS callbacks ----------------------------------------------------------------------
 
