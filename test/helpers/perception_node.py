@@ -26,8 +26,6 @@ from helpers.fake_pipeline import FakePipeline  # noqa: E402
 from unipixel_ros.ros import node as node_module  # noqa: E402
 from unipixel_ros.ros.perception import Perception  # noqa: E402
 
-EXECUTOR_THREADS = 8
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -35,10 +33,10 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds per generated token")
     args, ros_argv = parser.parse_known_args()
     loader = partial(FakePipeline, log_path=args.fake_log, token_delay_s=args.token_delay)
-    components = [c for c in node_module.COMPONENTS if c is not Perception] + [partial(Perception, loader=loader)]
+    components = [partial(Perception, loader=loader) if c is Perception else c for c in node_module.COMPONENTS]
     rclpy.init(args=[sys.argv[0], *ros_argv])
     node = node_module.UniPixelNode(components=components)
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    executor = MultiThreadedExecutor(num_threads=node_module.EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         if not node_module.start(node):

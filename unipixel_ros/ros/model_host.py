@@ -1,5 +1,11 @@
 """The loaded pipeline and who may use it when.
 
+Loading runs in a background thread started at configure (and again at activate after
+a deactivate freed the model), so lifecycle transitions stay fast whatever the model's
+size: a lifecycle manager is not kept waiting for a multi-gigabyte checkpoint. Until
+the model is ready, requests wait for it like for a running request; a failed load
+is reported by every request and in ``/diagnostics``.
+
 One model serves queries, clicks and tracking, one call at a time (a GPU runs one of
 them efficiently; their per-request state stays out of the model). Requests (queries
 and clicks) are served in arrival order; when one is running, the next ones either
@@ -21,20 +27,20 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from unipixel_ros.results import QueryCancelled, QueryPipeline
 
 BUSY_POLICIES: tuple[str, ...] = ("queue", "reject")
-DEVICES_AUTO = "auto"
+# Each waiting request holds an executor thread; the node sizes its executor from this.
+MAX_QUEUED = 4
+LOADING = "model load"
+TRACKING = "tracking"
 _CANCEL_POLL_S = 0.05
 
 
-class ModelLoadError(ValueError):
-    """The configured model could not be loaded; the message says which and why."""
-
-
 class ModelUnavailableError(ValueError):
-    """A request arrived while no model is loaded (node inactive)."""
+    """A request that cannot run because no model is loaded (node inactive, or the load failed)."""
 
 
 class BusyError(ValueError):
@@ -43,7 +49,7 @@ class BusyError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSettings:
-    model_id: str           # local checkpoint directory or Hugging Face id
+    model_id: str           # local checkpoint directory, Hugging Face id, or "tiny"
     device: str             # "auto", "cpu", "cuda", "cuda:1", ...
     dtype: str              # "auto", "float32", "bfloat16", "float16"
     decoder_backend: str    # mask decoder: torch, onnxruntime, tensorrt
@@ -55,7 +61,7 @@ PipelineLoader = Callable[[ModelSettings, Callable[[str], None]], QueryPipeline]
 
 def load_pipeline(settings: ModelSettings, log: Callable[[str], None]) -> QueryPipeline:
     """Build the real pipeline (imports the model stack)."""
-    from unipixel_ros.pipeline import build_pipeline  # noqa: PLC0415 - heavy, loaded on configure
+    from unipixel_ros.pipeline import build_pipeline  # noqa: PLC0415 - heavy, loaded in the background
 
     return build_pipeline(settings.model_id, settings.device, settings.dtype, settings.decoder_backend, log=log)
 
@@ -70,54 +76,80 @@ def _free_accelerator_memory() -> None:
 @dataclass(frozen=True)
 class HostStats:
     loaded: bool
-    running: str                 # what runs now ("" = idle)
+    load_error: str              # why the last load failed ("" = it did not)
+    running: str                 # what holds the model now ("" = idle)
     queued: int
     served: int
     refused: int
-    tracking_skipped: int        # tracking steps skipped because a request held the model
+    tracking_skipped: int        # tracking steps skipped because the model was busy
     last_request_s: float
+    load_seconds: float          # duration of the last load, or time spent so far while loading
 
 
 class ModelHost:
-    """Owns the pipeline; serialises its use (see the module doc)."""
+    """Owns the pipeline; loads it in the background and serialises its use (see the module doc).
 
-    def __init__(self, settings: ModelSettings, busy_policy: str, max_queued: int, log: Callable[[str], None],
+    ``logger`` is the node's logger (``info``, ``warning`` and ``error`` are used).
+    """
+
+    def __init__(self, settings: ModelSettings, busy_policy: str, max_queued: int, logger: Any,
                  loader: PipelineLoader = load_pipeline) -> None:
         if busy_policy not in BUSY_POLICIES:
             raise ValueError(f"busy policy '{busy_policy}' is not one of {', '.join(BUSY_POLICIES)}")
         self.settings = settings
         self._loader = loader
-        self._log = log
+        self._logger = logger
         self._policy = busy_policy
         self._max_queued = max_queued
         self._cond = threading.Condition()
         self._pipeline: QueryPipeline | None = None
-        self._running = ""                       # request or "tracking"
+        self._load_error = ""
+        self._load_started = self._load_seconds = 0.0
+        self._running = ""                       # LOADING, TRACKING or the request's name
         self._running_cancel: threading.Event | None = None
         self._waiting: deque[object] = deque()
         self._served = self._refused = self._skipped = 0
         self._last_request_s = 0.0
 
-    @property
-    def loaded(self) -> bool:
-        return self._pipeline is not None
+    # -- loading ---------------------------------------------------------------------------
 
-    def load(self) -> None:
-        """Load the model unless it is loaded; errors become :class:`ModelLoadError`."""
+    def start_loading(self) -> None:
+        """Load the model in a background thread, unless it is loaded or loading."""
         with self._cond:
-            if self._pipeline is not None:
+            if self._pipeline is not None or self._running == LOADING:
                 return
+            while self._running:                 # a request still finishing on an old model
+                self._cond.wait()
+            self._running, self._load_error = LOADING, ""
+            self._load_started = time.monotonic()
+        s = self.settings
+        self._logger.info(f"loading model '{s.model_id}' (device {s.device}, dtype {s.dtype}, "
+                          f"decoder {s.decoder_backend}) in the background")
+        threading.Thread(target=self._load, name="unipixel-model-load", daemon=True).start()
+
+    def _load(self) -> None:
+        pipeline, error = None, ""
         try:
-            pipeline = self._loader(self.settings, self._log)
+            pipeline = self._loader(self.settings, self._logger.warning)
         except Exception as exc:  # missing files, bad ids, out of memory: all mean "no model"
-            raise ModelLoadError(f"could not load model '{self.settings.model_id}' on "
-                                 f"{self.settings.device}: {type(exc).__name__}: {exc}") from exc
+            error = f"{type(exc).__name__}: {exc}"
         with self._cond:
-            self._pipeline = pipeline
+            self._pipeline, self._load_error, self._running = pipeline, error, ""
+            self._load_seconds = time.monotonic() - self._load_started
             self._cond.notify_all()
+        if error:
+            self._logger.error(f"could not load model '{self.settings.model_id}': {error}")
+        else:
+            self._logger.info(f"model '{self.settings.model_id}' ready after {self._load_seconds:.1f} s")
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until no load is in progress; True when a model is loaded."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._running != LOADING, timeout)
+            return self._pipeline is not None
 
     def unload(self) -> None:
-        """Cancel the running request, wait for it, and drop the model."""
+        """Cancel the running request, wait for it (or for a load in progress), drop the model."""
         with self._cond:
             if self._running_cancel is not None:
                 self._running_cancel.set()
@@ -127,22 +159,23 @@ class ModelHost:
             self._cond.notify_all()
         _free_accelerator_memory()
 
+    # -- use -------------------------------------------------------------------------------
+
     @contextmanager
     def exclusive(self, what: str, cancel: threading.Event | None = None) -> Iterator[QueryPipeline]:
-        """The pipeline, once every earlier request is done.
+        """The pipeline, once the model is loaded and every earlier request is done.
 
         Raises :class:`BusyError` when the policy refuses to wait, :class:`QueryCancelled`
         when ``cancel`` is set while waiting, :class:`ModelUnavailableError` when no model
-        is loaded.
+        is loaded or loading.
         """
         with self._cond:
-            self._check_loaded(what)
-            request_ahead = bool(self._waiting) or (self._running not in ("", "tracking"))
+            self._check_available(what)
+            request_ahead = bool(self._waiting) or self._running not in ("", TRACKING)
             if request_ahead and self._policy == "reject":
                 self._refused += 1
-                raise BusyError(f"busy: a {self._running or 'request'} is running and query.busy_policy "
-                                "is 'reject'; try again when it is done")
-            if len(self._waiting) >= self._max_queued + (0 if request_ahead else 1):
+                raise BusyError(self._busy_message())
+            if request_ahead and len(self._waiting) >= self._max_queued:
                 self._refused += 1
                 raise BusyError(f"busy: {len(self._waiting)} requests are already waiting "
                                 f"(query.max_queued = {self._max_queued})")
@@ -153,7 +186,7 @@ class ModelHost:
                     if cancel is not None and cancel.is_set():
                         raise QueryCancelled(f"{what} canceled while waiting for the model")
                     self._cond.wait(_CANCEL_POLL_S if cancel is not None else None)
-                    self._check_loaded(what)
+                self._check_available(what)
             finally:
                 self._waiting.remove(ticket)
                 self._cond.notify_all()
@@ -171,14 +204,14 @@ class ModelHost:
 
     @contextmanager
     def if_idle(self) -> Iterator[QueryPipeline | None]:
-        """The pipeline for a tracking step, or None when a request runs or waits (or no model)."""
+        """The pipeline for a tracking step, or None when it is busy, waited for, or not loaded."""
         with self._cond:
             if self._pipeline is None or self._running or self._waiting:
                 if self._pipeline is not None:
                     self._skipped += 1
                 pipeline = None
             else:
-                self._running = "tracking"
+                self._running = TRACKING
                 pipeline = self._pipeline
         if pipeline is None:
             yield None
@@ -192,10 +225,24 @@ class ModelHost:
 
     def stats(self) -> HostStats:
         with self._cond:
-            return HostStats(loaded=self._pipeline is not None, running=self._running,
-                             queued=len(self._waiting), served=self._served, refused=self._refused,
-                             tracking_skipped=self._skipped, last_request_s=self._last_request_s)
+            loading = self._running == LOADING
+            return HostStats(
+                loaded=self._pipeline is not None, load_error=self._load_error, running=self._running,
+                queued=len(self._waiting), served=self._served, refused=self._refused,
+                tracking_skipped=self._skipped, last_request_s=self._last_request_s,
+                load_seconds=time.monotonic() - self._load_started if loading else self._load_seconds)
 
-    def _check_loaded(self, what: str) -> None:
-        if self._pipeline is None:
-            raise ModelUnavailableError(f"cannot run the {what}: no model is loaded (is the node active?)")
+    def _busy_message(self) -> str:
+        if self._running == LOADING:
+            return (f"busy: the model is still loading ({time.monotonic() - self._load_started:.0f} s so far) "
+                    "and query.busy_policy is 'reject'; try again when it is ready")
+        return (f"busy: a {self._running or 'request'} is running and query.busy_policy is 'reject'; "
+                "try again when it is done")
+
+    def _check_available(self, what: str) -> None:
+        if self._pipeline is not None or self._running == LOADING:
+            return
+        if self._load_error:
+            raise ModelUnavailableError(
+                f"cannot run the {what}: model '{self.settings.model_id}' failed to load: {self._load_error}")
+        raise ModelUnavailableError(f"cannot run the {what}: no model is loaded (is the node active?)")

@@ -29,6 +29,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from unipixel_ros.ros.component import ComponentFactory, NodeComponent, NodeContext
 from unipixel_ros.ros.diagnostics import DiagnosticsPublisher
 from unipixel_ros.ros.ingest import CameraFeed, CameraIngest
+from unipixel_ros.ros.model_host import MAX_QUEUED
 from unipixel_ros.ros.params import (
     NodeConfig,
     ParameterError,
@@ -36,11 +37,15 @@ from unipixel_ros.ros.params import (
     load_config,
     read_auto_start,
 )
+from unipixel_ros.ros.perception import Perception
 
 NODE_NAME = "unipixel"
 
 # Components built after camera ingest, in this order; each is a NodeContext -> NodeComponent.
-COMPONENTS: tuple[ComponentFactory, ...] = ()
+COMPONENTS: tuple[ComponentFactory, ...] = (Perception,)
+# Query callbacks block while their request runs (1) or waits for the model (up to
+# MAX_QUEUED); the other threads keep camera ingest, tracking, clicks and cancels going.
+EXECUTOR_THREADS = 1 + MAX_QUEUED + 4
 
 
 class UniPixelNode(LifecycleNode):
@@ -153,7 +158,7 @@ def start(node: UniPixelNode) -> bool:
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = UniPixelNode()
-    executor = MultiThreadedExecutor()
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         if not start(node):

@@ -56,6 +56,36 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("auto_start", True, "Configure and activate at start-up instead of waiting for "
               "a lifecycle manager."),
     ParamSpec("diagnostics.period_s", 1.0, "Period of the /diagnostics status [s]."),
+    # The model side; read and validated by unipixel_ros.ros.perception.
+    ParamSpec("model.id", "tiny", "UniPixel checkpoint: a local directory, a Hugging Face id "
+              "(PolyU-ChenLab/UniPixel-3B or -7B), or tiny (built-in, untrained: noise masks)."),
+    ParamSpec("model.device", "auto", "auto (cuda when available, else cpu), cpu, cuda or cuda:N."),
+    ParamSpec("model.dtype", "auto", "auto (bfloat16 on a GPU, float32 on the CPU), float32, "
+              "bfloat16 or float16."),
+    ParamSpec("model.decoder_backend", "torch", "SAM 2 mask decoder: torch, onnxruntime or "
+              "tensorrt (falls back to torch when the requested one cannot run)."),
+    ParamSpec("query.window_seconds", 4.0, "Default query window: frames stamped within this "
+              "many seconds of the camera's newest frame [s]."),
+    ParamSpec("query.max_frames", 16, "Default query window: at most this many (newest) frames."),
+    ParamSpec("query.prompt_stamp_tolerance_s", 0.05, "A visual prompt's stamp matches the "
+              "nearest window frame within this tolerance [s]."),
+    ParamSpec("query.max_frame_age_s", 0.0, "Refuse to answer when the camera's newest frame is "
+              "older than this on the node clock [s]; 0 = no limit."),
+    ParamSpec("query.busy_policy", "queue", "While the model is busy, new queries and clicks "
+              "queue (wait in line) or reject (refused at once)."),
+    ParamSpec("query.max_queued", 2, "Queue policy: at most this many requests wait (0..4); "
+              "more are refused."),
+    ParamSpec("memory.max_objects", 32, "Objects kept per camera; adding beyond this is refused."),
+    ParamSpec("memory.max_frames_per_object", 64, "Per kept object, masks of at most this many "
+              "recent frames are held."),
+    ParamSpec("tracking.rate_hz", 5.0, "Kept objects are tracked on the newest frame at this "
+              "rate [Hz]; 0 = no tracking."),
+    ParamSpec("clicks.mode", "point", "Click to segment with one click (point) or with two "
+              "clicks as opposite box corners (box)."),
+    ParamSpec("clicks.box_timeout_s", 10.0, "Box mode: the second corner must follow within "
+              "this [s]."),
+    ParamSpec("clicks.clicked_point_topic", "/clicked_point", "geometry_msgs/PointStamped clicks "
+              "(RViz Publish Point); empty = not subscribed."),
 )
 
 CAMERA_PARAMS: tuple[ParamSpec, ...] = (

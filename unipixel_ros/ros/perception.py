@@ -2,8 +2,9 @@
 
 They share one model (:class:`ModelHost`) and one set of per-camera memory banks
 (:class:`ObjectStore`), so they are built together at configure from the ``model.*``,
-``query.*``, ``memory.*``, ``tracking.*`` and ``clicks.*`` parameters. The model loads
-at configure (a bad model id fails the transition with a message naming it), is freed
+``query.*``, ``memory.*``, ``tracking.*`` and ``clicks.*`` parameters (declared, with
+their defaults and descriptions, in :mod:`unipixel_ros.ros.params`). The model loads
+in the background from configure on (see :mod:`unipixel_ros.ros.model_host`), is freed
 on deactivate and loaded again on activate.
 """
 from __future__ import annotations
@@ -25,13 +26,13 @@ from unipixel_ros.ros.component import NodeContext
 from unipixel_ros.ros.memory_services import MemoryServices
 from unipixel_ros.ros.model_host import (
     BUSY_POLICIES,
+    MAX_QUEUED,
     ModelHost,
-    ModelLoadError,
     ModelSettings,
     PipelineLoader,
     load_pipeline,
 )
-from unipixel_ros.ros.params import ParameterError, ParamSpec
+from unipixel_ros.ros.params import ParameterError
 from unipixel_ros.ros.qos import qos_profile
 from unipixel_ros.ros.query_server import QueryServer, QuerySettings
 from unipixel_ros.ros.tracking import Tracker
@@ -40,37 +41,6 @@ DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 _DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)\Z")
 # Clicks come from GUI tools (rqt_image_view, RViz) that publish reliably, a few at a time.
 CLICK_QOS = QoSProfile(depth=10)
-
-PERCEPTION_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model.id", "PolyU-ChenLab/UniPixel-3B", "UniPixel checkpoint: a local directory or a "
-              "Hugging Face id (PolyU-ChenLab/UniPixel-3B or -7B)."),
-    ParamSpec("model.device", "auto", "Device: auto (cuda when available, else cpu), cpu, cuda, cuda:N."),
-    ParamSpec("model.dtype", "auto", f"Weights dtype: {', '.join(DTYPES)} (auto: bfloat16 on GPU, "
-              "float32 on CPU)."),
-    ParamSpec("model.decoder_backend", "torch", f"SAM 2 mask decoder backend: {', '.join(BACKENDS)} "
-              "(falls back to torch when the requested one cannot run)."),
-    ParamSpec("query.window_seconds", 4.0, "Default window of a query: frames stamped within this "
-              "many seconds of the camera's newest frame [s]."),
-    ParamSpec("query.max_frames", 16, "Default window of a query: at most this many (newest) frames."),
-    ParamSpec("query.prompt_stamp_tolerance_s", 0.05, "A visual prompt's stamp matches the nearest "
-              "window frame within this tolerance [s]."),
-    ParamSpec("query.max_frame_age_s", 0.0, "Refuse to answer when the camera's newest frame is "
-              "older than this on the node clock [s]; 0 = no limit."),
-    ParamSpec("query.busy_policy", "queue", f"While the model is busy, new queries and clicks "
-              f"{' or '.join(BUSY_POLICIES)}: queue waits in line, reject refuses at once."),
-    ParamSpec("query.max_queued", 2, "Queue policy: at most this many requests wait; more are refused."),
-    ParamSpec("memory.max_objects", 32, "Objects kept per camera; adding beyond this is refused."),
-    ParamSpec("memory.max_frames_per_object", 64, "Per kept object, masks of at most this many recent "
-              "frames are held."),
-    ParamSpec("tracking.rate_hz", 5.0, "Kept objects are tracked on the newest frame at this rate "
-              "[Hz]; 0 = no tracking."),
-    ParamSpec("clicks.mode", "point", f"Click to segment with one click ({CLICK_MODES[0]}) or with "
-              f"two clicks as opposite box corners ({CLICK_MODES[1]})."),
-    ParamSpec("clicks.box_timeout_s", 10.0, "Box mode: the second corner must follow within this [s]."),
-    ParamSpec("clicks.clicked_point_topic", "/clicked_point", "geometry_msgs/PointStamped clicks "
-              "(RViz Publish Point); empty = not subscribed."),
-)
-
 
 @dataclass(frozen=True)
 class PerceptionConfig:
@@ -85,16 +55,14 @@ class PerceptionConfig:
 
 
 class _Reader:
-    """Reads the parameters above and collects every problem, each naming its parameter."""
+    """Reads parameters (declared with the node's, in ``params.NODE_PARAMS``) and collects
+    every problem, each naming its parameter."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.problems: list[tuple[str, str]] = []
-        self.specs = {spec.name: spec for spec in PERCEPTION_PARAMS}
 
     def value(self, name: str) -> Any:
-        if not self.node.has_parameter(name):
-            self.node.declare_parameter(name, self.specs[name].default)
         return self.node.get_parameter(name).value
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str:
@@ -120,10 +88,12 @@ class _Reader:
             return float(minimum)
         return float(value)
 
-    def integer(self, name: str, minimum: int) -> int:
+    def integer(self, name: str, minimum: int, maximum: int | None = None) -> int:
         value = self.value(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.problems.append((name, f"must be an integer >= {minimum}, got {value!r}"))
+        if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+                or (maximum is not None and value > maximum)):
+            bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+            self.problems.append((name, f"must be an integer {bounds}, got {value!r}"))
             return minimum
         return value
 
@@ -140,7 +110,7 @@ def read_perception_config(node: Node) -> PerceptionConfig:
                             dtype=r.choice("model.dtype", DTYPES),
                             decoder_backend=r.choice("model.decoder_backend", BACKENDS)),
         busy_policy=r.choice("query.busy_policy", BUSY_POLICIES),
-        max_queued=r.integer("query.max_queued", 0),
+        max_queued=r.integer("query.max_queued", 0, MAX_QUEUED),
         query=QuerySettings(window_seconds=r.number("query.window_seconds", 0.0, strict=True),
                             max_frames=r.integer("query.max_frames", 1),
                             prompt_tolerance_s=r.number("query.prompt_stamp_tolerance_s", 0.0),
@@ -166,9 +136,7 @@ class Perception:
     def __init__(self, context: NodeContext, loader: PipelineLoader = load_pipeline) -> None:
         node, config = context.node, read_perception_config(context.node)
         self._node = node
-        self._model_id = config.model.model_id
-        self.host = ModelHost(config.model, config.busy_policy, config.max_queued, node.get_logger().warning,
-                              loader)
+        self.host = ModelHost(config.model, config.busy_policy, config.max_queued, node.get_logger(), loader)
         self.store = ObjectStore(context.feeds, config.max_objects, config.max_frames_per_object)
         output_qos = qos_profile(context.config.qos.output, context.config.qos.output_depth)
         self.tracker = Tracker(node, context.feeds, self.store, self.host, config.tracking_rate_hz, output_qos)
@@ -178,21 +146,10 @@ class Perception:
         self.clicks = ClickHandler(node, context.feeds, self.store, self.host, self.tracker, config.clicks,
                                    CLICK_QOS)
         self._parts = (self.tracker, self.memory_services, self.query_server, self.clicks)
-        self._load()
-
-    def _load(self) -> None:
-        if self.host.loaded:
-            return
-        settings = self.host.settings
-        self._node.get_logger().info(f"loading model '{settings.model_id}' (device {settings.device}, "
-                                     f"dtype {settings.dtype}, decoder {settings.decoder_backend})")
-        try:
-            self.host.load()
-        except ModelLoadError as exc:
-            raise ParameterError([("model.id", str(exc))]) from exc
+        self.host.start_loading()
 
     def activate(self) -> None:
-        self._load()
+        self.host.start_loading()            # again after a deactivate freed the model
         for part in self._parts:
             part.activate()
 
@@ -208,13 +165,22 @@ class Perception:
 
     def diagnostics(self) -> list[DiagnosticStatus]:
         stats = self.host.stats()
+        settings = self.host.settings
+        if stats.loaded:
+            level = DiagnosticStatus.OK
+            message = f"{'busy: ' + stats.running if stats.running else 'idle'}, {stats.queued} waiting"
+        elif stats.load_error:
+            level, message = DiagnosticStatus.ERROR, f"failed to load: {stats.load_error}"
+        elif stats.running:
+            level, message = DiagnosticStatus.OK, f"loading ({stats.load_seconds:.0f} s so far)"
+        else:
+            level, message = DiagnosticStatus.WARN, "not loaded (inactive)"
         model = DiagnosticStatus(
-            level=DiagnosticStatus.OK if stats.loaded else DiagnosticStatus.WARN,
-            name=f"{self._node.get_name()}: model",
-            message=(f"{'busy: ' + stats.running if stats.running else 'idle'}, {stats.queued} waiting"
-                     if stats.loaded else "not loaded"),
-            values=[KeyValue(key="model", value=self._model_id),
-                    KeyValue(key="device", value=self.host.settings.device),
+            level=level, name=f"{self._node.get_name()}: model", message=message,
+            values=[KeyValue(key="model", value=settings.model_id), KeyValue(key="device", value=settings.device),
+                    KeyValue(key="dtype", value=settings.dtype),
+                    KeyValue(key="decoder_backend", value=settings.decoder_backend),
+                    KeyValue(key="load_seconds", value=f"{stats.load_seconds:.1f}"),
                     KeyValue(key="requests_served", value=str(stats.served)),
                     KeyValue(key="requests_refused", value=str(stats.refused)),
                     KeyValue(key="last_request_s", value=f"{stats.last_request_s:.3f}"),
