@@ -38,20 +38,24 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class NodeProcess:
-    """``test/helpers/perception_node.py`` with the given parameters (written to a params file)."""
+    """``test/helpers/perception_node.py`` with ``params`` (written to a params file) on top
+    of ``params_file`` when one is given."""
 
-    def __init__(self, namespace: str, params: dict[str, Any], token_delay: float = 0.0) -> None:
+    def __init__(self, namespace: str, params: dict[str, Any], token_delay: float = 0.0,
+                 params_file: Path | None = None) -> None:
         self.namespace = namespace
         self._tmp = tempfile.TemporaryDirectory()
         tmp = Path(self._tmp.name)
         self.fake_log = tmp / "calls.jsonl"
-        params_file = tmp / "params.yaml"
-        params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+        files = [params_file] if params_file else []
+        if params:
+            files.append(tmp / "params.yaml")
+            files[-1].write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
         self._stderr = (tmp / "stderr.txt").open("w+")
         self.proc = subprocess.Popen(
             [sys.executable, str(HELPERS / "perception_node.py"), "--fake-log", str(self.fake_log),
              "--token-delay", str(token_delay), "--ros-args", "-r", f"__ns:={namespace}",
-             "--params-file", str(params_file)],
+             *(arg for f in files for arg in ("--params-file", str(f)))],
             cwd=ROOT, env=dict(os.environ), text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._stderr)
 
