@@ -2,9 +2,10 @@
 
     python test/helpers/node_host.py --ros-args -r __ns:=/x -p cameras:=[a] ...
 
-The node is built, started and spun exactly as ``unipixel_node`` does it; the only
-addition is a line protocol on stdin, read on the main thread while the executor
-spins in another:
+The node is built, started and spun as ``unipixel_node`` does it, with camera ingest
+as its only component (the input side's tests need no model). The only addition is
+a line protocol on stdin, read on the main thread while the executor spins in
+another:
 
     dump PATH   write every camera's window to PATH (.npz), answer "dumped PATH"
     quit        stop
@@ -38,7 +39,7 @@ def dump(node: UniPixelNode, path: str) -> None:
 
 def main() -> None:
     rclpy.init(args=sys.argv)
-    node = UniPixelNode()
+    node = UniPixelNode(components=())
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     if not start(node):
@@ -54,6 +55,7 @@ def main() -> None:
         elif command == "quit":
             break
     executor.shutdown()
+    node.release()
     node.destroy_node()
     rclpy.try_shutdown()
 

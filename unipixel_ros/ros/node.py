@@ -121,6 +121,11 @@ class UniPixelNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def release(self) -> None:
+        """Release every component now, whatever the state (process exit: a signal has
+        already shut the context down, so no lifecycle transition can run)."""
+        self._release()
+
     def _release(self) -> None:
         self._active = False
         if self._diagnostics:
@@ -168,6 +173,7 @@ def main(args: list[str] | None = None) -> None:
         pass
     finally:
         executor.shutdown()
+        node.release()
         node.destroy_node()
         rclpy.try_shutdown()
 
