@@ -1,0 +1,1 @@
+"""Training a small UniPixel on synthetic scenes: data formatting, losses, differentiable SAM 2, trainer."""
