@@ -136,6 +136,17 @@ class _Decoded:
     object_score: torch.Tensor  # [1, 1]
 
 
+def object_pointer(sam2: nn.Module, token: torch.Tensor, object_score: torch.Tensor) -> torch.Tensor:
+    """SAM 2's object pointer [B, C] from the chosen output token [B, C], with its occlusion handling."""
+    ptr = sam2.obj_ptr_proj(token)
+    if sam2.pred_obj_scores:
+        present = object_score.sigmoid() if sam2.soft_no_obj_ptr else (object_score > 0).to(ptr.dtype)
+        if sam2.fixed_no_obj_ptr:
+            ptr = present * ptr
+        ptr = ptr + (1 - present) * sam2.no_obj_ptr
+    return ptr
+
+
 def _check_frames(frames: Sequence[np.ndarray], keys: Sequence[Hashable]) -> None:
     if len(frames) == 0:
         raise FrameError("no frames given")
@@ -264,9 +275,24 @@ class Sam2Engine:
         coords, point_labels = self._click_inputs(points, labels, box, width, height)
         feats = self.features(frames, keys)
         with self._autocast():
-            sparse, _ = self.sam2.sam_prompt_encoder(points=(coords, point_labels), boxes=None, masks=None)
-            multimask = self.sam2._use_multimask(True, {"point_coords": coords, "point_labels": point_labels})
+            sparse, multimask = self._click_prompt(coords, point_labels)
             return self._segment_window(frames, feats, frame_index, sparse, multimask)
+
+    def click_prompt(self, width: int, height: int, points: Sequence[tuple[float, float]] = (),
+                     labels: Sequence[int] = (),
+                     box: tuple[float, float, float, float] | None = None) -> tuple[torch.Tensor, bool]:
+        """SAM 2's sparse prompt [1, P, C] for a click or box on a ``width`` x ``height`` frame, and
+        whether SAM 2 decodes three masks for it: what :meth:`segment_prompt` seeds with.
+
+        Not under inference mode, so training can run the same prompt encoding with gradients.
+        """
+        coords, point_labels = self._click_inputs(points, labels, box, width, height)
+        return self._click_prompt(coords, point_labels)
+
+    def _click_prompt(self, coords: torch.Tensor, point_labels: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        sparse, _ = self.sam2.sam_prompt_encoder(points=(coords, point_labels), boxes=None, masks=None)
+        multimask = self.sam2._use_multimask(True, {"point_coords": coords, "point_labels": point_labels})
+        return sparse, multimask
 
     @torch.inference_mode()
     def track(self, state: TrackState, frame: np.ndarray, key: Hashable) -> FrameMask:
@@ -397,15 +423,7 @@ class Sam2Engine:
         return DecoderOutputs(masks=masks.float(), iou=iou, tokens=tokens[:, 0], object_score=object_score)
 
     def _object_pointer(self, token: torch.Tensor, object_score: torch.Tensor) -> torch.Tensor:
-        """SAM 2's object pointer from the chosen output token, with its occlusion handling."""
-        sam = self.sam2
-        ptr = sam.obj_ptr_proj(token)
-        if sam.pred_obj_scores:
-            present = object_score.sigmoid() if sam.soft_no_obj_ptr else (object_score > 0).to(ptr.dtype)
-            if sam.fixed_no_obj_ptr:
-                ptr = present * ptr
-            ptr = ptr + (1 - present) * sam.no_obj_ptr
-        return ptr
+        return object_pointer(self.sam2, token, object_score)
 
     def _prune(self, state: TrackState) -> None:
         """Drop what SAM 2 can no longer read when tracking forward from ``state.last_index``.
