@@ -31,8 +31,9 @@ def make_node(ros_context):
 
     def make(**params) -> UniPixelNode:
         overrides = [Parameter(name, value=value) for name, value in params.items()]
+        # Camera ingest only: these tests are about the node's own parameters and transitions.
         node = UniPixelNode(f"params_test_{len(made)}", context=ros_context,
-                            parameter_overrides=overrides)
+                            parameter_overrides=overrides, components=())
         made.append(node)
         return node
 
