@@ -46,7 +46,7 @@ class WindowQueryError(ValueError):
     """A selection request on a window that makes no sense (e.g. a negative count)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CameraIntrinsics:
     """What the query side needs from ``sensor_msgs/CameraInfo``: image size and calibration."""
 
