@@ -124,6 +124,8 @@ class Tracker:
         try:
             self._step(camera, cam)
         except Exception as exc:
+            if not self._node.context.ok():     # shutting down under a running step
+                return
             cam.failures += 1
             cam.last_error = f"{type(exc).__name__}: {exc}"
             self._node.get_logger().error(f"tracking on camera '{camera}' failed: {traceback.format_exc()}",

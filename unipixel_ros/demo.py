@@ -1,0 +1,383 @@
+"""The offline demo: a synthetic camera, the UniPixel node, a question, a click, tracking.
+
+    python -m unipixel_ros.demo [model:=tiny|PATH|HUB_ID] [device:=auto] [dtype:=auto]
+                                [decoder_backend:=torch] [out:=out/demo] [track_seconds:=4]
+                                [seed:=3] [timeout:=600]
+
+Runs everything on this machine (DDS on loopback only, a private ROS domain):
+
+1. starts the synthetic camera (seeded shapes moving over textures, with CameraInfo) and
+   the node, as separate processes, exactly as ``ros2 run`` would;
+2. asks the ``~/query`` action "Please segment the <colour> <shape>." about the last
+   two seconds, printing the feedback, and keeps the segmented objects in memory;
+3. clicks (as rqt_image_view does) on the middle of another shape, which the node
+   segments with SAM 2 alone and keeps (clicking again, on the next shape, while the
+   node finds nothing there: the untrained tiny model often does not);
+4. records the tracked objects, label images and overlays for a few seconds;
+5. writes ``answer.txt``, ``summary.json``, the query's mask PNGs and the tracked masks,
+   label images (16-bit) and overlays as PNG to the output folder, then stops the
+   processes and exits 0.
+
+Without ``model:=`` the node's default, the built-in tiny UniPixel, is used: it runs
+anywhere in seconds, and its answers and masks are noise because its weights are
+random (the node says so in its log, repeated here). ``model:=PolyU-ChenLab/UniPixel-3B``
+uses the published model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+NAMESPACE = "/demo"
+CAMERA = "camera"
+FRAME_ID = "camera_optical"
+WIDTH, HEIGHT, RATE_HZ, NUM_OBJECTS = 320, 240, 5.0, 3
+QUERY_WINDOW_S = 2.0
+MAX_CLICKS = 8
+OPTIONS = {"model": "", "device": "auto", "dtype": "auto", "decoder_backend": "torch", "out": "out/demo",
+           "track_seconds": "4", "seed": "3", "timeout": "600"}
+OUTPUT_PATTERNS = ("*.png", "answer.txt", "summary.json", "*.log")
+
+
+class DemoError(RuntimeError):
+    """A step of the demo that did not work; the message says which and why."""
+
+
+def parse_options(argv: list[str]) -> dict[str, str]:
+    """``key:=value`` arguments (as ``ros2 launch`` takes them) over the defaults."""
+    options = dict(OPTIONS)
+    for arg in argv:
+        key, sep, value = arg.partition(":=")
+        if not sep or key not in OPTIONS:
+            raise SystemExit(f"unknown argument '{arg}'; use key:=value with key one of {', '.join(OPTIONS)}")
+        options[key] = value
+    return options
+
+
+_START = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[demo {time.monotonic() - _START:6.1f}s] {message}", flush=True)
+
+
+class Process:
+    """A child process whose stderr goes to a log file; warnings and errors are echoed."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.notes: list[str] = []
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen([sys.executable, *argv], stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self._log.write(line)
+            self._log.flush()
+            if "WARN" in line or "ERROR" in line or "Error" in line:
+                self.notes.append(line.strip())
+                print(f"[{self.name}] {line.rstrip()}", flush=True)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise DemoError(f"{self.name} exited with status {self.proc.returncode}; see {self._log.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        self._log.close()
+
+
+@dataclass
+class Recorder:
+    """What the demo's client node receives, keyed by stamp (ns)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    images: dict[int, np.ndarray] = field(default_factory=dict)
+    tracked: list[Any] = field(default_factory=list)
+    overlays: dict[int, Any] = field(default_factory=dict)
+    labels: dict[int, Any] = field(default_factory=dict)
+
+    def keep(self, store: dict, limit: int = 200) -> Callable[[Any], None]:
+        def on_image(msg: Any) -> None:
+            with self.lock:
+                store[stamp_ns(msg.header.stamp)] = msg
+                while len(store) > limit:
+                    store.pop(next(iter(store)))
+        return on_image
+
+
+def stamp_ns(stamp: Any) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def pixels(msg: Any) -> np.ndarray:
+    """rgb8 / bgr8 / mono8 / mono16 Image -> array (H x W x 3 or H x W)."""
+    dtype, channels = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "mono8": (np.uint8, 1),
+                       "mono16": (np.dtype("<u2"), 1)}[msg.encoding]
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    flat = rows.view(dtype)[:, : msg.width * channels]
+    return flat.reshape(msg.height, msg.width, channels) if channels == 3 else flat
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise DemoError(f"could not write {path}")
+
+
+def click_targets(stream: Any, image: np.ndarray, hint: int, first: str) -> list[tuple[int, str, float, float]]:
+    """(frame index, object name, x, y) for each visible shape on the frame showing ``image``:
+    its most interior pixel; other shapes than ``first`` first, larger ones before smaller."""
+    index = stream.index_of(image, range(max(0, hint - 40), hint + 40)) or stream.index_of(image, range(0, 400))
+    if index is None:
+        raise DemoError("the camera image is none of the synthetic stream's frames")
+    frame = stream.frame(index)
+    scene, _ = stream.scene_at(index)
+    targets = []
+    for k in sorted(range(len(frame.masks)), key=lambda k: (scene.objects[k].name == first, -frame.masks[k].sum())):
+        if frame.masks[k].any():
+            distance = cv2.distanceTransform(np.pad(frame.masks[k].astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+            y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+            targets.append((index, scene.objects[k].name, float(x), float(y)))
+    if not targets:
+        raise DemoError(f"no shape is visible on frame {index}")
+    return targets
+
+
+def run(options: dict[str, str]) -> None:
+    # Imported here: the ROS environment variables must be set before rclpy loads.
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import Point
+    from rclpy.action import ActionClient
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+
+    from unipixel_ros.action import Query
+    from unipixel_ros.msg import ObjectMasksArray
+    from unipixel_ros.rendering import OverlayObject, overlay
+    from unipixel_ros.srv import ListObjects
+    from unipixel_ros.synthetic.scenes import SyntheticStream
+
+    out = Path(options["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern in OUTPUT_PATTERNS:
+        for old in out.glob(pattern):
+            old.unlink()
+    seed, timeout = int(options["seed"]), float(options["timeout"])
+    stream = SyntheticStream(seed, WIDTH, HEIGHT, NUM_OBJECTS)
+    scene, _ = stream.scene_at(0)
+
+    say(f"ROS domain {os.environ['ROS_DOMAIN_ID']}, discovery on localhost only; output in {out}/")
+    camera = Process("camera", ["-m", "unipixel_ros.ros.synthetic_camera", "--ros-args",
+                                "-r", f"__ns:={NAMESPACE}/{CAMERA}", "-p", f"seed:={seed}",
+                                "-p", f"width:={WIDTH}", "-p", f"height:={HEIGHT}", "-p", f"rate:={RATE_HZ}",
+                                "-p", f"num_objects:={NUM_OBJECTS}", "-p", f"frame_id:={FRAME_ID}"],
+                     out / "camera.log")
+    node_params = {"cameras": f"[{CAMERA}]", f"cameras.{CAMERA}.camera_info_topic": f"{CAMERA}/camera_info",
+                   "model.device": options["device"], "model.dtype": options["dtype"],
+                   "model.decoder_backend": options["decoder_backend"], "tracking.rate_hz": RATE_HZ,
+                   "query.window_seconds": QUERY_WINDOW_S, "diagnostics.period_s": 0.5}
+    if options["model"]:
+        node_params["model.id"] = options["model"]
+    node = Process("node", ["-m", "unipixel_ros.ros.node", "--ros-args", "-r", f"__ns:={NAMESPACE}",
+                            *(a for k, v in node_params.items() for a in ("-p", f"{k}:={v}"))],
+                   out / "node.log")
+    say(f"started the synthetic camera (seed {seed}: {', '.join(o.name for o in scene.objects)}) "
+        f"and the node (model {options['model'] or 'default'}, device {options['device']})")
+
+    context = rclpy.Context()
+    rclpy.init(args=["unipixel_demo"], context=context)
+    client = rclpy.create_node("unipixel_demo", context=context)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor.add_node(client)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    rec = Recorder()
+    srv = f"{NAMESPACE}/unipixel"
+    qos = QoSProfile(depth=50)
+    client.create_subscription(Image, f"{NAMESPACE}/{CAMERA}/image_raw", rec.keep(rec.images), qos)
+    client.create_subscription(ObjectMasksArray, f"{srv}/tracked_objects",
+                               lambda m: rec.tracked.append(m), qos)
+    client.create_subscription(Image, f"{srv}/{CAMERA}/overlay", rec.keep(rec.overlays), qos)
+    client.create_subscription(Image, f"{srv}/{CAMERA}/label_image", rec.keep(rec.labels), qos)
+    diagnostics: dict[str, dict[str, str]] = {}      # status name suffix -> values
+
+    def on_diagnostics(msg: Any) -> None:
+        for status in msg.status:
+            diagnostics[status.name.partition(": ")[2]] = {kv.key: kv.value for kv in status.values}
+    client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos)
+
+    def diagnostic(status: str, key: str) -> int:
+        return int(diagnostics.get(status, {}).get(key, 0))
+
+    def wait(predicate: Callable[[], Any], seconds: float, what: str) -> Any:
+        deadline = time.monotonic() + seconds
+        while not (value := predicate()):
+            camera.check_alive()
+            node.check_alive()
+            if time.monotonic() > deadline:
+                raise DemoError(f"timed out after {seconds:.0f} s waiting for {what}")
+            time.sleep(0.05)
+        return value
+
+    try:
+        wanted = int(RATE_HZ * QUERY_WINDOW_S)
+        wait(lambda: diagnostic(f"camera {CAMERA}", "frames_held") >= wanted, 60, "the node to hold camera frames")
+        say(f"the node holds {WIDTH}x{HEIGHT} frames at {RATE_HZ:g} Hz")
+
+        # -- the question --------------------------------------------------------------------
+        target = scene.objects[0].name
+        question = f"Please segment the {target}."
+        action = ActionClient(client, Query, f"{srv}/query")
+        wait(lambda: action.wait_for_server(timeout_sec=0.5), 60, "the node's query action")
+        say(f"asking: \"{question}\" (last {QUERY_WINDOW_S:g} s, keep the objects)")
+        last_stage = [""]
+
+        def feedback(msg: Any) -> None:
+            fb = msg.feedback
+            if fb.stage != last_stage[0]:
+                last_stage[0] = fb.stage
+                say(f"  stage {fb.stage}" + (f", {fb.tokens_generated} tokens" if fb.tokens_generated else ""))
+        sent = action.send_goal_async(Query.Goal(camera=CAMERA, text=question, window_seconds=QUERY_WINDOW_S,
+                                                 remember=True), feedback_callback=feedback)
+        handle = wait(lambda: sent.done() and sent.result(), 60, "the goal to be accepted")
+        result_future = handle.get_result_async()
+        result = wait(lambda: result_future.done() and result_future.result(), timeout, "the answer").result
+        if not result.success:
+            raise DemoError(f"the query failed: {result.message}")
+        timings = {t.stage: round(t.seconds, 3) for t in result.timings}
+        say(f"answer: {result.answer!r} ({len(result.objects)} objects, {timings.get('total', 0):.2f} s)")
+        write_query_outputs(out, result, rec, overlay, OverlayObject)
+
+        # -- the click -----------------------------------------------------------------------
+        clicks = client.create_publisher(Point, f"{NAMESPACE}/{CAMERA}/image_raw_mouse_left", QoSProfile(depth=10))
+        wait(lambda: clicks.get_subscription_count() > 0, 30, "the node's click subscription")
+        click = None
+        for attempt in range(MAX_CLICKS):        # an untrained model often finds nothing at a click
+            with rec.lock:
+                image = pixels(rec.images[max(rec.images)])
+            targets = click_targets(stream, image, len(rec.images), first=target)
+            index, clicked, x, y = targets[attempt % len(targets)]
+            seen = (diagnostic("clicks", "created"), diagnostic("clicks", "ignored"))
+            clicks.publish(Point(x=x, y=y))
+            say(f"clicked ({x:.0f}, {y:.0f}) on the {clicked} (frame {index})")
+            wait(lambda: (diagnostic("clicks", "created"), diagnostic("clicks", "ignored")) != seen, 60,
+                 "the node to handle the click")
+            if diagnostic("clicks", "created") > seen[0]:
+                click = {"x": x, "y": y, "object": clicked, "frame_index": index}
+                say("the click became a kept object")
+                break
+        if click is None:
+            say("no click made an object (see the node's warnings): there is nothing of the click to track")
+
+        # -- tracking ------------------------------------------------------------------------
+        track_seconds = float(options["track_seconds"])
+        since = time.time_ns()
+        say(f"tracking for {track_seconds:g} s")
+        time.sleep(track_seconds)
+        summary = write_tracking_outputs(out, rec, since)
+        summary.update(model=options["model"] or "node default", question=question, answer=result.answer,
+                       query_objects=[{"id": o.id, "label": o.label, "score": round(o.score, 3)}
+                                      for o in result.objects],
+                       timings=timings, click=click,
+                       memory=[{"id": o.id, "label": o.label, "lost": o.lost, "frames_stored": o.frames_stored}
+                               for o in list_objects(client, ListObjects, srv, wait)])
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        notes = [n for n in node.notes if "model" in n]
+        (out / "answer.txt").write_text(
+            f"question: {question}\nanswer: {result.answer}\nmodel: {summary['model']}\n"
+            + "".join(f"note: {n}\n" for n in notes))
+        say(f"{len(summary['tracked_frames'])} tracked frames; wrote {len(list(out.glob('*.png')))} PNGs, "
+            f"answer.txt and summary.json to {out}/")
+    finally:
+        executor.shutdown()
+        client.destroy_node()
+        rclpy.try_shutdown(context=context)
+        node.stop()
+        camera.stop()
+
+
+def list_objects(client: Any, srv_type: Any, srv: str, wait: Callable) -> list:
+    service = client.create_client(srv_type, f"{srv}/list_objects")
+    try:
+        wait(lambda: service.wait_for_service(timeout_sec=0.5), 30, "the list_objects service")
+        future = service.call_async(srv_type.Request())
+        return wait(lambda: future.done() and future.result(), 30, "the object list").objects
+    finally:
+        client.destroy_client(service)
+
+
+def write_query_outputs(out: Path, result: Any, rec: Recorder, draw: Callable, overlay_object: type) -> None:
+    """Each query object's mask on every frame used, and the newest frame with them drawn on it."""
+    newest_stamp = stamp_ns(result.frame_stamps[-1])
+    drawn = []
+    for n, obj in enumerate(result.objects):
+        name = f"obj{obj.id}" if obj.id else f"answer{n}"
+        for i, mask in enumerate(obj.masks):
+            write_png(out / f"query_{name}_frame{i:02d}.png", pixels(mask))
+        drawn.append(overlay_object(obj.id or n + 1, obj.label[:24], pixels(obj.masks[-1]) > 0))
+    with rec.lock:
+        frame = rec.images.get(newest_stamp)
+    if frame is not None:
+        write_png(out / "query_overlay.png", draw(pixels(frame), drawn))
+
+
+def write_tracking_outputs(out: Path, rec: Recorder, since_ns: int) -> dict[str, Any]:
+    """Overlay, label image and per-object masks of every tracked frame since ``since_ns``."""
+    with rec.lock:
+        tracked = [m for m in rec.tracked if stamp_ns(m.header.stamp) >= since_ns]
+        overlays, labels = dict(rec.overlays), dict(rec.labels)
+    frames = []
+    for k, msg in enumerate(tracked):
+        stamp = stamp_ns(msg.header.stamp)
+        for obj in msg.objects:
+            write_png(out / f"track{k:03d}_obj{obj.id}.png", pixels(obj.masks[0]))
+        if stamp in overlays:
+            write_png(out / f"track{k:03d}_overlay.png", pixels(overlays[stamp]))
+        if stamp in labels:
+            write_png(out / f"track{k:03d}_labels.png", pixels(labels[stamp]))
+        frames.append({"stamp_ns": stamp, "objects": [
+            {"id": o.id, "label": o.label, "lost": o.lost, "pixels": int((pixels(o.masks[0]) > 0).sum())}
+            for o in msg.objects]})
+    return {"tracked_frames": frames}
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(sys.argv[1:] if argv is None else argv)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 101))
+    try:
+        run(options)
+    except DemoError as exc:
+        say(f"FAILED: {exc}")
+        return 1
+    say("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
