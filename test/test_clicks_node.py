@@ -121,10 +121,13 @@ def test_pixel_clicks_need_no_camera_info(setup) -> None:
 def test_rviz_point_in_the_optical_frame_is_projected_with_camera_info(setup) -> None:
     client, (node, _), newest, _ = setup
     # u = fx * x / z + cx = 20 * 0.45 / 2 + 15.5 = 20; v = 20 * -0.15 / 2 + 11.5 = 10
+    known = {o.id for o in objects(client)}
     call = click_and_wait(client, node, PointStamped, "/clicked_point", point_stamped("cam_optical", 0.45, -0.15, 2.0))
     assert call["prompt"]["x"] == pytest.approx(20.0, abs=1e-9)
     assert call["prompt"]["y"] == pytest.approx(10.0, abs=1e-9)
     assert call["stamps"] == [newest["cam"]["stamp"]]
+    (new,) = wait_for(lambda: [o for o in objects(client) if o.id not in known], 10, "the kept object")
+    assert (new.camera, new.label, stamp_of(new.first_seen)) == ("cam", "click", newest["cam"]["stamp"])
 
 
 @pytest.mark.parametrize("topic, msg, warning", [

@@ -15,6 +15,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus  # noqa: E402
+from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from helpers.fake_pipeline import SCORE, disc, frame_digest  # noqa: E402
@@ -56,13 +57,22 @@ def stream(client: Client, topic: str, stamps: list[int]) -> None:
 
 
 @pytest.fixture(scope="module")
-def setup():
-    nodes = [NodeProcess(NS, PARAMS, TOKEN_DELAY),
-             NodeProcess(NS_REJECT, {**PARAMS, "cameras": ["cam"], "query.busy_policy": "reject"}, TOKEN_DELAY)]
+def nodes():
+    started = [NodeProcess(NS, PARAMS, TOKEN_DELAY),
+               NodeProcess(NS_REJECT, {**PARAMS, "cameras": ["cam"], "query.busy_policy": "reject"}, TOKEN_DELAY)]
+    try:
+        for node in started:
+            node.wait_ready()
+        yield started
+    finally:
+        for node in started:
+            node.stop()
+
+
+@pytest.fixture(scope="module")
+def setup(nodes):
     client = Client("query_test_client")
     try:
-        for node in nodes:
-            node.wait_ready()
         now = time.time_ns()
         stamps = [now - 2_000_000_000 + i * PERIOD_NS for i in range(NUM_FRAMES)]
         stream(client, f"{NS}/cam/image_raw", stamps)
@@ -74,8 +84,6 @@ def setup():
         yield client, nodes[0], stamps
     finally:
         client.close()
-        for node in nodes:
-            node.stop()
 
 
 def prompt(kind: int, k: int = 0, stamp_ns: int = 0, **coords) -> VisualPrompt:
@@ -224,3 +232,31 @@ def test_reject_policy_refuses_at_once_while_a_query_runs(setup) -> None:
     wait_for(running.done, 30, "the running query")
     assert running.result().success
     assert query(client, NS_REJECT, "after").success
+
+
+def change_state(client: Client, node: NodeProcess, transition: str) -> bool:
+    request = ChangeState.Request()
+    request.transition.label = transition
+    return client.call(ChangeState, f"{node.fqn}/change_state", request).success
+
+
+def test_deactivating_cancels_the_running_query_and_activating_serves_again(setup, nodes) -> None:
+    client, _, _ = setup
+    node = nodes[1]
+    action = client.action_client(QueryAction, f"{NS_REJECT}/unipixel/query")
+    feedback: list = []
+    send = action.send_goal_async(QueryAction.Goal(camera="cam", text="interrupted"),
+                                  feedback_callback=lambda fb: feedback.append(fb.feedback))
+    handle = wait_for(lambda: send.done() and send.result(), 20, "goal acceptance")
+    wait_for(lambda: any(f.stage == "decode" for f in feedback), 20, "the first decoded token")
+    assert change_state(client, node, "deactivate")
+    result_future = handle.get_result_async()
+    wrapped = wait_for(lambda: result_future.done() and result_future.result(), 20, "the result")
+    assert wrapped.status == GoalStatus.STATUS_ABORTED
+    assert wrapped.result.message == "canceled: canceled during decoding"
+
+    inactive = query(client, NS_REJECT, "anyone there?")
+    assert not inactive.success and "the node is inactive" in inactive.message
+    assert change_state(client, node, "activate")
+    assert wait_for(lambda: query(client, NS_REJECT, "back?").success, 20, "an answer after activating")
+    assert len(node.calls("load")) == 2              # freed on deactivate, loaded again on activate

@@ -26,7 +26,6 @@ def test_ids_are_unique_across_cameras_and_map_to_each_banks_own_ids(store: Obje
     third = store.add("a", "pen", [(11, mask(True), 0.7)])
     assert (first, second, third) == (1, 2, 3)
     assert store.bank_id("a", first) == 1 and store.bank_id("b", second) == 1 and store.bank_id("a", third) == 2
-    assert store.object_id("a", 2) == third
     assert [o.object_id for o in store.objects("a")] == [1, 3]
     with pytest.raises(UnknownObjectError, match="object 2 belongs to camera 'b', not 'a'"):
         store.bank_id("a", second)

@@ -143,14 +143,6 @@ class ObjectStore:
                 raise UnknownObjectError(f"object {object_id} belongs to camera '{status.camera}', not '{camera}'")
             return status.bank_id
 
-    def object_id(self, camera: str, bank_id: int) -> int:
-        """The node id of ``camera``'s bank object ``bank_id``."""
-        with self._lock:
-            try:
-                return self._by_bank[(camera, bank_id)]
-            except KeyError:
-                raise UnknownObjectError(f"camera '{camera}' holds no bank object {bank_id}") from None
-
     def remove(self, object_ids: Iterable[int]) -> tuple[list[int], list[int]]:
         """Forget objects; returns (removed ids, unknown ids)."""
         removed, unknown = [], []

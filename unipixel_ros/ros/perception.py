@@ -154,14 +154,14 @@ class Perception:
             part.activate()
 
     def deactivate(self) -> None:
+        self.host.unload()                   # cancels a running query, which then answers "canceled"
         for part in reversed(self._parts):
             part.deactivate()
-        self.host.unload()
 
     def cleanup(self) -> None:
+        self.host.unload()
         for part in reversed(self._parts):
             part.cleanup()
-        self.host.unload()
 
     def diagnostics(self) -> list[DiagnosticStatus]:
         stats = self.host.stats()

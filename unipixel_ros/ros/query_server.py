@@ -11,7 +11,8 @@ stamp means the newest frame).
 
 Every bad request gets ``success = false`` and a message naming the problem, and the
 node keeps serving. The action streams feedback (stage, tokens generated, answer so
-far) and can be canceled while it waits for the model or while the model runs.
+far) and can be canceled while it waits for the model or while the model runs. Both
+exist from configure to cleanup; while the node is inactive they say so.
 """
 from __future__ import annotations
 
@@ -149,31 +150,29 @@ class QueryServer:
         self._host = host
         self._settings = settings
         self._on_remembered = on_remembered
-        self._group = ReentrantCallbackGroup()
-        self._service = None
-        self._action: ActionServer | None = None
+        group = ReentrantCallbackGroup()
+        # Served from configure to cleanup, so that a request running when the node
+        # deactivates still gets its answer ("canceled") and requests to an inactive node
+        # are told so instead of finding no server.
+        self._service = node.create_service(QueryService, QUERY_NAME, self._on_service, callback_group=group)
+        self._action = ActionServer(node, QueryAction, QUERY_NAME, self._on_goal_execute,
+                                    goal_callback=lambda _: GoalResponse.ACCEPT,
+                                    cancel_callback=self._on_cancel, callback_group=group)
         self._cancels: dict[bytes, threading.Event] = {}
         self._cancels_lock = threading.Lock()
+        self._active = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def activate(self) -> None:
-        self._service = self._node.create_service(QueryService, QUERY_NAME, self._on_service,
-                                                  callback_group=self._group)
-        self._action = ActionServer(self._node, QueryAction, QUERY_NAME, self._on_goal_execute,
-                                    goal_callback=lambda _: GoalResponse.ACCEPT,
-                                    cancel_callback=self._on_cancel, callback_group=self._group)
+        self._active = True
 
     def deactivate(self) -> None:
-        if self._service is not None:
-            self._node.destroy_service(self._service)
-            self._service = None
-        if self._action is not None:
-            self._action.destroy()
-            self._action = None
+        self._active = False
 
     def cleanup(self) -> None:
-        self.deactivate()
+        self._node.destroy_service(self._service)
+        self._action.destroy()
 
     def diagnostics(self) -> list:
         return []
@@ -220,6 +219,8 @@ class QueryServer:
         return outcome
 
     def _prepare(self, request: Any) -> tuple[str, tuple[Frame, ...], list[VisualPrompt]]:
+        if not self._active:
+            raise RequestError("the node is inactive; activate it (lifecycle) to answer queries")
         camera = request.camera
         feed = self._feeds.get(camera)
         if feed is None:
