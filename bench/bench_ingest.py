@@ -21,6 +21,11 @@ Printed ratios: node CPU per frame / bare CPU per frame, and the node's resident
 memory at the end of the stream / after ``--rss-early`` seconds (clamped to a third
 of the stream), which must stay near 1.0 once the window is full.
 Run a long stream with ``--seconds 600 --rss-early 60``.
+
+``faults/f`` is minor page faults per frame. At 1080p the bare subscriber, which frees
+every message at once, can re-fault its buffers on every frame (thousands of faults)
+while the node's window keeps that memory in use, so short runs may show the node
+cheaper than the baseline; compare ms/frame together with this column.
 """
 from __future__ import annotations
 
