@@ -7,7 +7,6 @@ message for every bad request while the node keeps serving.
 """
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np

@@ -33,7 +33,7 @@ from rclpy.node import Node
 
 from unipixel_ros.frames import NS_PER_S, Frame, FrameWindow
 from unipixel_ros.memory import MemoryBankError
-from unipixel_ros.msg import ObjectMasks, StageTiming
+from unipixel_ros.msg import ObjectMasks
 from unipixel_ros.msg import VisualPrompt as VisualPromptMsg
 from unipixel_ros.object_store import ObjectStore
 from unipixel_ros.prompts import PromptError, VisualPrompt, validate_request
@@ -269,9 +269,9 @@ class QueryServer:
     # -- ROS callbacks ----------------------------------------------------------------------
 
     def _on_service(self, request: QueryService.Request, response: QueryService.Response) -> QueryService.Response:
-        try:
-            return self.answer(request).fill(response)
-        except QueryCancelled as exc:   # only when the node deactivates under a running request
+        try:   # a service cannot be canceled by its client; the event lets a deactivation do it
+            return self.answer(request, threading.Event()).fill(response)
+        except QueryCancelled as exc:
             return QueryOutcome(False, f"canceled: {exc}").fill(response)
 
     def _on_cancel(self, goal_handle: ServerGoalHandle) -> CancelResponse:

@@ -28,6 +28,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile
 from rclpy.timer import Timer
 from sensor_msgs.msg import Image
@@ -54,8 +55,8 @@ def overlay_topic(camera: str) -> str:
 @dataclass
 class _CameraTracking:
     feed: CameraFeed
-    label_pub: object = None
-    overlay_pub: object = None
+    label_pub: Publisher | None = None
+    overlay_pub: Publisher | None = None
     timer: Timer | None = None
     last_stamp: int = -1            # newest frame published for
     steps: int = 0
@@ -85,8 +86,8 @@ class Tracker:
         self._rate_hz = rate_hz
         self._qos = qos
         self._cameras = {name: _CameraTracking(feed) for name, feed in feeds.items()}
-        self._tracked_pub = None
-        self._lock = threading.Lock()          # publishing order per camera
+        self._tracked_pub: Publisher | None = None
+        self._lock = threading.Lock()          # a tracking step and a query's publish_stored may race
 
     def activate(self) -> None:
         self._tracked_pub = self._node.create_publisher(ObjectMasksArray, TRACKED_OBJECTS_TOPIC, self._qos)
