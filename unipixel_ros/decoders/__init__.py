@@ -2,3 +2,6 @@
 
 Submodules are imported on demand: onnxruntime and tensorrt are optional.
 """
+
+# The backend names, importable without torch (the node validates its parameters with them).
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")

@@ -17,11 +17,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from unipixel_ros.decoders import BACKENDS
 from unipixel_ros.decoders.base import MaskDecoderBackend
 from unipixel_ros.decoders.sam2_source import sam2_of
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 LOG = logging.getLogger(__name__)
 
 
