@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
-from unipixel_ros.decoders.factory import BACKENDS
+from unipixel_ros.decoders import BACKENDS
 from unipixel_ros.object_store import ObjectStore
 from unipixel_ros.ros.clicks import CLICK_MODES, ClickHandler, ClickSettings
 from unipixel_ros.ros.component import NodeContext
