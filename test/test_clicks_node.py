@@ -22,7 +22,7 @@ from helpers.fake_pipeline import disc, frame_digest  # noqa: E402
 from helpers.perception_client import (Client, NodeProcess, camera_info_msg, image_msg, mono_pixels,  # noqa: E402
                                        stamp_of, wait_for)
 from unipixel_ros.msg import ObjectMasksArray  # noqa: E402
-from unipixel_ros.srv import ListObjects  # noqa: E402
+from unipixel_ros.srv import ListObjects, Query  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -37,13 +37,17 @@ def frame_image(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(40, 230, (H, W, 3), dtype=np.uint8)
 
 
-def send_frames(client: Client, ns: str, camera: str, seeds: list[int]) -> dict[str, object]:
-    """Publish a few frames; returns the newest one's stamp and image."""
+def send_frames(client: Client, ns: str, camera: str, seeds: list[int], info=None) -> dict[str, object]:
+    """Publish a few frames (each after its CameraInfo, as drivers do, when ``info`` is a
+    publisher); returns the newest one's stamp and image."""
     pub = client.publisher(Image, f"{ns}/{camera}/image_raw")
     time.sleep(0.3)
     stamp = 0
     for seed in seeds:
         stamp = time.time_ns()
+        if info is not None:
+            info.publish(camera_info_msg(W, H, K, f"{camera}_optical"))
+            time.sleep(0.05)
         pub.publish(image_msg(frame_image(seed), stamp, f"{camera}_optical"))
         time.sleep(0.05)
     return {"stamp": stamp, "image": frame_image(seeds[-1])}
@@ -58,17 +62,22 @@ def setup():
             node.wait_ready()
         tracked = client.subscribe(ObjectMasksArray, f"{NS}/unipixel/tracked_objects")
         info = client.publisher(CameraInfo, f"{NS}/cam/camera_info")
-        info.publish(camera_info_msg(W, H, K, "cam_optical"))
-        time.sleep(0.3)
-        newest = {"cam": send_frames(client, NS, "cam", [1, 2, 3]),
+        newest = {"cam": send_frames(client, NS, "cam", [1, 2, 3], info),
                   "nocal": send_frames(client, NS, "nocal", [4, 5]),
                   "box": send_frames(client, NS_BOX, "cam", [6, 7])}
-        time.sleep(0.5)
+        for key, ns, camera in (("cam", NS, "cam"), ("nocal", NS, "nocal"), ("box", NS_BOX, "cam")):
+            wait_for(lambda: newest_held(client, ns, camera) == newest[key]["stamp"], 20,
+                     f"the node in {ns} to hold the newest frame of {camera}")
         yield client, nodes, newest, tracked
     finally:
         client.close()
         for node in nodes:
             node.stop()
+
+
+def newest_held(client: Client, ns: str, camera: str) -> int | None:
+    reply = client.call(Query, f"{ns}/unipixel/query", Query.Request(camera=camera, text="newest?", max_frames=1))
+    return stamp_of(reply.frame_stamps[-1]) if reply.success else None
 
 
 def click_and_wait(client: Client, node: NodeProcess, msg_type, topic: str, msg) -> dict:
