@@ -220,3 +220,22 @@ def test_bad_requests_raise_a_clear_error(pipeline, make, message) -> None:
     args = make(frames, stamps)
     with pytest.raises(PromptError, match=message):
         pipeline.query(*args, memory=ObjectMemoryBank())
+
+
+def test_onnxruntime_decoder_is_exported_on_request_and_agrees_with_torch(pipeline, tmp_path) -> None:
+    notes: list[str] = []
+    fallback = build_pipeline("tiny", device="cpu", decoder_backend="onnxruntime", decoder_dir=tmp_path,
+                              log=notes.append)
+    assert type(fallback.engine.decoder).__name__ == "TorchMaskDecoder"
+    assert any("set rebuild" in n for n in notes)
+
+    ort = build_pipeline("tiny", device="cpu", decoder_backend="onnxruntime", decoder_dir=tmp_path,
+                         rebuild_decoder=True, log=notes.append)
+    assert type(ort.engine.decoder).__name__ == "OnnxRuntimeMaskDecoder"
+    assert (tmp_path / "mask_decoder_fp32.onnx").is_file()
+    frames, stamps = video(3, seed=4)
+    click = PointPrompt(object_index=0, frame_index=2, x=20, y=12)
+    a = ort.segment_prompt(frames, stamps, click).masks
+    b = pipeline.segment_prompt(frames, stamps, click).masks
+    # fp32 graph: logits agree to ~1e-5, so only pixels with |logit| ~ 0 may flip
+    assert (a ^ b).sum() <= 0.001 * a.size

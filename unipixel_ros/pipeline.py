@@ -19,6 +19,8 @@ request on the same frames does not encode them again.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 import time
 import zlib
@@ -294,6 +296,13 @@ def _seg_label(text: str, index: int, count: int) -> str:
     return label if count == 1 else f"{label} #{index + 1}"
 
 
+def default_decoder_dir(model_id: str) -> Path:
+    """Per-model cache folder for the exported mask decoder (ONNX file, TensorRT engine)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(model_id).strip("/")) or TINY_MODEL
+    return cache / "unipixel_ros" / "decoders" / name
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``."""
     if device == "auto":
@@ -329,8 +338,9 @@ def build_pipeline(model_id: str = TINY_MODEL, device: str = "auto", dtype: str 
         from unipixel_ros.model.loader import load_unipixel
 
         model, processor = load_unipixel(model_id, device=device, dtype=dtype)
-    artifacts = (ArtifactPaths.in_directory(decoder_dir, decoder_precision)
-                 if decoder_dir is not None else None)
+    if decoder_dir is None:
+        decoder_dir = default_decoder_dir(model_id)
+    artifacts = ArtifactPaths.in_directory(decoder_dir, decoder_precision)
     choice = create_decoder_backend(decoder_backend, model.sam2, artifacts, precision=decoder_precision,
                                     rebuild=rebuild_decoder, log=log)
     engine = Sam2Engine(model.sam2, decoder=choice.backend)

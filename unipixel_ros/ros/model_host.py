@@ -53,6 +53,9 @@ class ModelSettings:
     device: str             # "auto", "cpu", "cuda", "cuda:1", ...
     dtype: str              # "auto", "float32", "bfloat16", "float16"
     decoder_backend: str    # mask decoder: torch, onnxruntime, tensorrt
+    decoder_dir: str = ""   # exported decoder folder; empty = the per-model cache folder
+    decoder_precision: str = "fp32"
+    rebuild_decoder: bool = False
 
 
 # (settings, log) -> pipeline; ``log`` takes one-line notes for the user (fallbacks, untrained weights).
@@ -63,7 +66,9 @@ def load_pipeline(settings: ModelSettings, log: Callable[[str], None]) -> QueryP
     """Build the real pipeline (imports the model stack)."""
     from unipixel_ros.pipeline import build_pipeline  # noqa: PLC0415 - heavy, loaded in the background
 
-    return build_pipeline(settings.model_id, settings.device, settings.dtype, settings.decoder_backend, log=log)
+    return build_pipeline(settings.model_id, settings.device, settings.dtype, settings.decoder_backend,
+                          decoder_dir=settings.decoder_dir or None, decoder_precision=settings.decoder_precision,
+                          rebuild_decoder=settings.rebuild_decoder, log=log)
 
 
 def _free_accelerator_memory() -> None:

@@ -64,6 +64,12 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "bfloat16 or float16."),
     ParamSpec("model.decoder_backend", "torch", "SAM 2 mask decoder: torch, onnxruntime or "
               "tensorrt (falls back to torch when the requested one cannot run)."),
+    ParamSpec("model.decoder_dir", "", "Folder of the exported decoder (mask_decoder_<precision>.onnx "
+              "and .engine); empty = ~/.cache/unipixel_ros/decoders/<model>."),
+    ParamSpec("model.decoder_precision", "fp32", "Precision of the exported decoder: fp32 or fp16."),
+    ParamSpec("model.rebuild_decoder", False, "Export the ONNX file / build the TensorRT engine "
+              "when it is missing or was made for other weights, TensorRT or GPU (instead of "
+              "falling back to torch)."),
     ParamSpec("query.window_seconds", 4.0, "Default query window: frames stamped within this "
               "many seconds of the camera's newest frame [s]."),
     ParamSpec("query.max_frames", 16, "Default query window: at most this many (newest) frames."),

@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
-from unipixel_ros.decoders import BACKENDS
+from unipixel_ros.decoders import BACKENDS, DECODER_PRECISIONS
 from unipixel_ros.object_store import ObjectStore
 from unipixel_ros.ros.clicks import CLICK_MODES, ClickHandler, ClickSettings
 from unipixel_ros.ros.component import NodeContext
@@ -78,6 +78,13 @@ class _Reader:
             return ""
         return value
 
+    def flag(self, name: str) -> bool:
+        value = self.value(name)
+        if not isinstance(value, bool):
+            self.problems.append((name, f"must be true or false, got {value!r}"))
+            return False
+        return value
+
     def number(self, name: str, minimum: float, strict: bool = False) -> float:
         value = self.value(name)
         ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -108,7 +115,10 @@ def read_perception_config(node: Node) -> PerceptionConfig:
         model=ModelSettings(model_id=model_id,
                             device=r.text("model.device", _DEVICE, "auto, cpu, cuda or cuda:N"),
                             dtype=r.choice("model.dtype", DTYPES),
-                            decoder_backend=r.choice("model.decoder_backend", BACKENDS)),
+                            decoder_backend=r.choice("model.decoder_backend", BACKENDS),
+                            decoder_dir=r.text("model.decoder_dir"),
+                            decoder_precision=r.choice("model.decoder_precision", DECODER_PRECISIONS),
+                            rebuild_decoder=r.flag("model.rebuild_decoder")),
         busy_policy=r.choice("query.busy_policy", BUSY_POLICIES),
         max_queued=r.integer("query.max_queued", 0, MAX_QUEUED),
         query=QuerySettings(window_seconds=r.number("query.window_seconds", 0.0, strict=True),

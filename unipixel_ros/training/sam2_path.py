@@ -85,8 +85,13 @@ def _decode(sam2: nn.Module, pix_feat: torch.Tensor, feats: FrameFeatures, spars
 
 
 def _step(sam2: nn.Module, memory: dict[str, dict[int, dict[str, Any]]], feats: FrameFeatures, index: int,
-          sparse: torch.Tensor, multimask: bool, *, cond: bool, horizon: int, reverse: bool) -> StepPrediction:
-    """One frame: memory attention, mask decoder, memory encoder (as ``Sam2Engine._step``)."""
+          sparse: torch.Tensor, multimask: bool, *, cond: bool, horizon: int, reverse: bool,
+          remember: bool = True) -> StepPrediction:
+    """One frame: memory attention, mask decoder, memory encoder (as ``Sam2Engine._step``).
+
+    ``remember=False`` skips the memory encoder: for the last frame of a clip, whose
+    memory no later frame reads, the predictions are the same either way.
+    """
     vision = [feats.image_embed.flatten(2).permute(2, 0, 1)]
     vision_pos = [feats.image_pos.flatten(2).permute(2, 0, 1)]
     sizes = [tuple(feats.image_embed.shape[-2:])]
@@ -101,6 +106,9 @@ def _step(sam2: nn.Module, memory: dict[str, dict[int, dict[str, Any]]], feats: 
     chosen = logits[rows, best].unsqueeze(1)
     token = tokens[rows, best] if tokens.shape[1] > 1 else tokens[:, 0]
     kept = torch.where(object_logits[:, :, None, None] > 0, chosen, torch.full_like(chosen, NO_OBJ_SCORE))
+    prediction = StepPrediction(logits=logits, ious=ious.float(), object_logits=object_logits.float(), kept=kept)
+    if not remember:
+        return prediction
     size = int(sam2.image_size)
     maskmem, maskmem_pos = sam2._encode_new_memory(
         current_vision_feats=vision, feat_sizes=sizes, pred_masks_high_res=upsample_mask_logits(kept, size, size),
@@ -108,7 +116,7 @@ def _step(sam2: nn.Module, memory: dict[str, dict[int, dict[str, Any]]], feats: 
     entry = {"maskmem_features": maskmem, "maskmem_pos_enc": maskmem_pos,
              "obj_ptr": object_pointer(sam2, token, object_logits)}
     memory["cond_frame_outputs" if cond else "non_cond_frame_outputs"][index] = entry
-    return StepPrediction(logits=logits, ious=ious.float(), object_logits=object_logits.float(), kept=kept)
+    return prediction
 
 
 def _release_inference_caches(sam2: nn.Module) -> None:
@@ -142,12 +150,13 @@ def segment_clip(sam2: nn.Module, frames: list[FrameFeatures], seed: int, sparse
     if torch.is_grad_enabled():
         _release_inference_caches(sam2)
     memory: dict[str, dict[int, dict[str, Any]]] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    visits = [(t, False) for t in range(seed + 1, horizon)] + [(t, True) for t in range(seed - 1, -1, -1)]
     out: dict[int, StepPrediction] = {
-        seed: _step(sam2, memory, frames[seed], seed, sparse, multimask, cond=True, horizon=horizon, reverse=False)}
+        seed: _step(sam2, memory, frames[seed], seed, sparse, multimask, cond=True, horizon=horizon, reverse=False,
+                    remember=bool(visits))}
     track_sparse = padding_prompt(sam2, count)
     track_multimask = sam2._use_multimask(False, None)
-    for reverse, order in ((False, range(seed + 1, horizon)), (True, range(seed - 1, -1, -1))):
-        for t in order:
-            out[t] = _step(sam2, memory, frames[t], t, track_sparse, track_multimask, cond=False,
-                           horizon=horizon, reverse=reverse)
+    for number, (t, reverse) in enumerate(visits, start=1):
+        out[t] = _step(sam2, memory, frames[t], t, track_sparse, track_multimask, cond=False,
+                       horizon=horizon, reverse=reverse, remember=number < len(visits))
     return [out[t] for t in range(horizon)]
