@@ -48,3 +48,12 @@ def test_generated_interfaces_import_next_to_the_sources() -> None:
 
     assert VisualPrompt.BOX == 1 and VisualPrompt.MASK == 2
     assert Path(unipixel_ros.__path__[0]) == ROOT / "unipixel_ros"
+
+
+def test_readme_documents_every_parameter() -> None:
+    from unipixel_ros.ros.params import CAMERA_PARAMS, NODE_PARAMS
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [p.name for p in NODE_PARAMS if f"`{p.name}`" not in readme]
+    missing += [p.name for p in CAMERA_PARAMS if f"`cameras.<name>.{p.name}`" not in readme]
+    assert not missing, f"README lacks {missing}"
