@@ -1,0 +1,70 @@
+"""Train the synthetic UniPixel: ``python -m unipixel_ros.training --output DIR [--seed N]``.
+
+With the defaults this reproduces the shipped weights (``unipixel_ros/data/unipixel-synthetic``)
+from seed 0 on a CPU (same torch version and thread count give the same weights).
+``--stages`` runs some stages only, ``--init`` starts from a checkpoint instead of
+fresh weights, ``--scale`` multiplies every stage's step count (quick trials).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from unipixel_ros.training.checkpoint import read_training_log, save_checkpoint
+from unipixel_ros.training.recipe import DEFAULT_RECIPE, build_untrained_model
+from unipixel_ros.training.trainer import Trainer
+
+DEFAULT_THREADS = 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m unipixel_ros.training", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", required=True, help="checkpoint folder to write")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of every data draw")
+    parser.add_argument("--stages", default=",".join(s.name for s in DEFAULT_RECIPE.stages),
+                        help="comma-separated stages to run, in recipe order")
+    parser.add_argument("--init", default=None, help="checkpoint folder to start from (default: fresh weights)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every stage's step count")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="CPU threads for torch")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--dtype", default="fp16", help="storage dtype of the saved weights (fp16, bf16, fp32)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from unipixel_ros.pipeline import resolve_device
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    recipe = DEFAULT_RECIPE.only([s for s in args.stages.split(",") if s])
+    if args.scale != 1.0:
+        recipe = recipe.scaled(args.scale)
+    if args.init:
+        from unipixel_ros.model.loader import load_unipixel
+
+        model, processor = load_unipixel(args.init, device=device, dtype="fp32", progress=not args.quiet)
+        earlier = read_training_log(args.init).get("stages", [])
+    else:
+        model, processor = build_untrained_model(args.seed)
+        model.to(device)
+        earlier = []
+    started, cpu_started = time.perf_counter(), time.process_time()
+    reports = Trainer(model, processor, seed=args.seed, progress=not args.quiet).run(recipe)
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    stages = earlier + [r.__dict__ for r in reports]
+    folder = save_checkpoint(model, processor, args.output, dtype=args.dtype, seed=args.seed, recipe=recipe, reports=reports,
+                             extra={"stages_before": earlier, "train_seconds": seconds,
+                                    "train_cpu_seconds": cpu_seconds, "threads": args.threads,
+                                    "device": device, "torch": torch.__version__})
+    print(f"trained {', '.join(s['name'] for s in stages)} in {seconds:.0f} s ({cpu_seconds:.0f} CPU s); "
+          f"saved to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

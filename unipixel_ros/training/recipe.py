@@ -1,0 +1,179 @@
+"""The synthetic UniPixel: its size, its starting weights and its training stages.
+
+The model is the published architecture at a size that trains on a CPU: a three-layer
+language model and a two-block vision tower of Qwen2.5-VL's shape, the tiny
+tokenizer (bytes plus the chat, vision and UniPixel tokens), and the tiny SAM 2.1
+(small Hiera, full-width mask decoder and memory) at a 128-pixel input.
+
+Stages follow the UniPixel paper where that makes sense without pretrained parts:
+
+0. ``sam`` and ``track``: SAM 2 learns clicks and boxes on images, then tracking them
+   through clips with its memory (the paper starts from a trained SAM 2.1; here it
+   has to learn segmentation first);
+1. ``prompt``: the prompt encoder learns region captioning from ``<|ref|>`` tokens
+   (the paper's first stage) while the language model and vision tower, also
+   untrained here, learn the answers from ``<|mem|>`` tokens;
+2. ``align``: text referring and the pre-fill pass teach the seg head to seed the
+   frozen SAM 2 (the paper's second stage);
+3. ``joint``: every request kind together, SAM 2 included (the paper's third stage).
+
+Two choices make SAM 2 learn from scratch at all in this budget. Its decoder starts
+with prompt and image tokens comparing positions (:func:`_align_prompt_attention`),
+and its learning rates stay at or below 1e-3 (3e-4 for tracking): above that, the
+decoder settles within a few hundred steps on masking every shape whatever the
+prompt, a solution it does not leave.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from unipixel_ros.model.chat import (END_OF_TEXT, IM_END, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START)
+from unipixel_ros.model.config import TINY_SAM2_CONFIG, PixelQwen2_5_VLConfig
+from unipixel_ros.model.modeling import PixelQwen2_5_VLForConditionalGeneration
+from unipixel_ros.model.tiny import TINY_SPECIAL_TOKENS, build_tiny_processor
+from unipixel_ros.prompts import MEM_TOKEN, REF_TOKEN, SEG_TOKEN
+
+SAM2_IMAGE_SIZE = 128
+# Training frames: small (rendering and mask losses are cheap), in two aspect ratios.
+FRAME_SIZES: tuple[tuple[int, int], ...] = ((160, 120), (144, 112))
+
+# Parameter groups by module name prefix; a stage trains the groups it names.
+PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
+    "sam2": ("sam2.",),
+    "prompt_encoder": ("ref_encoder.", "ref_proj_single.", "ref_proj_double.", "ref_proj.", "tem_emb.", "tem_proj."),
+    "seg_head": ("seg_head.",),
+    "memory_projector": ("msk_proj.",),
+    "language_model": ("model.language_model.", "lm_head."),
+    "vision": ("model.visual.",),
+}
+ALL_GROUPS = tuple(PARAMETER_GROUPS)
+# What a stage can draw: a bare click / box (SAM 2 alone), region captioning from <|ref|>,
+# the injection pass's answer alone, text referring, and both passes of a prompted question.
+EXAMPLE_KINDS = ("click", "caption", "answer", "text", "prompted")
+
+
+class RecipeError(ValueError):
+    """A stage or recipe that cannot run (unknown group or request kind, no steps)."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage.
+
+    ``mix`` weighs the example kinds drawn (``EXAMPLE_KINDS``); ``frames`` lists the clip
+    lengths drawn (1 = an image), one per step; ``batch`` requests are drawn per step.
+    ``lr`` is the peak learning rate of a linear warm-up (3 % of the steps) and cosine
+    decay, as in the paper; SAM 2 trains at ``lr * sam_lr_scale`` (0: frozen) and only
+    the parameter ``groups`` named train at all. ``prompt_encoder_from_sam`` starts the
+    ``<|ref|>`` prompt encoder as a copy of SAM 2's (same Fourier features, point and
+    box embeddings), so a ``<|ref|>`` token begins as the prompt SAM 2 learnt to segment.
+    """
+
+    name: str
+    steps: int
+    batch: int
+    lr: float
+    mix: dict[str, float]
+    frames: tuple[int, ...]
+    groups: tuple[str, ...] = ALL_GROUPS
+    sam_lr_scale: float = 1.0
+    prompt_encoder_from_sam: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = set(self.groups) - set(PARAMETER_GROUPS)
+        if unknown:
+            raise RecipeError(f"stage {self.name}: unknown parameter groups {sorted(unknown)}")
+        kinds = set(self.mix) - set(EXAMPLE_KINDS)
+        if kinds:
+            raise RecipeError(f"stage {self.name}: unknown example kinds {sorted(kinds)}")
+        if self.steps < 1 or self.batch < 1 or not self.frames:
+            raise RecipeError(f"stage {self.name} needs steps >= 1, batch >= 1 and clip lengths")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    stages: tuple[Stage, ...] = field(default_factory=tuple)
+
+    def scaled(self, factor: float) -> "Recipe":
+        """The same recipe with every stage's step count scaled (quick runs, tests)."""
+        return Recipe(tuple(replace(s, steps=max(1, round(s.steps * factor))) for s in self.stages))
+
+    def only(self, names: list[str]) -> "Recipe":
+        known = {s.name for s in self.stages}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise RecipeError(f"unknown stages {missing}; the recipe has {sorted(known)}")
+        return Recipe(tuple(s for s in self.stages if s.name in names))
+
+
+DEFAULT_RECIPE = Recipe((
+    Stage("sam", steps=700, batch=4, lr=1e-3, mix={"click": 1.0}, frames=(1,), groups=("sam2",)),
+    Stage("track", steps=400, batch=4, lr=3e-4, mix={"click": 1.0}, frames=(2, 3, 4), groups=("sam2",)),
+    Stage("prompt", steps=500, batch=8, lr=2e-3, mix={"caption": 0.2, "answer": 0.8}, frames=(1, 1, 3),
+          groups=("prompt_encoder", "language_model", "vision", "memory_projector"), prompt_encoder_from_sam=True),
+    Stage("align", steps=400, batch=4, lr=5e-4, mix={"text": 0.5, "prompted": 0.5}, frames=(1, 1, 3),
+          groups=("seg_head", "language_model", "vision", "prompt_encoder", "memory_projector"), sam_lr_scale=0.0),
+    Stage("joint", steps=400, batch=4, lr=3e-4, mix={"text": 0.3, "prompted": 0.3, "answer": 0.2, "click": 0.2},
+          frames=(1, 3, 4), sam_lr_scale=0.5),
+))
+
+
+def synthetic_config(tokenizer, sam2_image_size: int = SAM2_IMAGE_SIZE) -> PixelQwen2_5_VLConfig:
+    """The synthetic model's configuration; token ids match ``tokenizer``."""
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in TINY_SPECIAL_TOKENS}
+    return PixelQwen2_5_VLConfig(
+        vision_config={"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
+                       "out_hidden_size": 128, "patch_size": 14, "spatial_merge_size": 2,
+                       "temporal_patch_size": 2, "tokens_per_second": 2, "window_size": 112,
+                       "fullatt_block_indexes": [1]},
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 128, "intermediate_size": 256,
+                     "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+                     "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "initializer_range": 0.02,
+                     "rope_parameters": {"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 1e4},
+                     "bos_token_id": ids[END_OF_TEXT], "eos_token_id": ids[IM_END], "tie_word_embeddings": True},
+        tie_word_embeddings=True,
+        image_token_id=ids[IMAGE_PAD], video_token_id=ids[VIDEO_PAD],
+        vision_start_token_id=ids[VISION_START], vision_end_token_id=ids[VISION_END],
+        ref_token_id=ids[REF_TOKEN], seg_token_id=ids[SEG_TOKEN], mem_token_id=ids[MEM_TOKEN],
+        sam2_config=TINY_SAM2_CONFIG, sam2_image_size=sam2_image_size, sam2_hidden_tokens=2,
+        eos_token_id=ids[IM_END], bos_token_id=ids[END_OF_TEXT])
+
+
+def _align_prompt_attention(sam2: torch.nn.Module, generator: torch.Generator) -> None:
+    """Start the decoder's prompt <-> image attentions comparing positions.
+
+    Point prompts and image tokens carry SAM's random-Fourier positional encoding;
+    with query and key sharing one orthonormal projection, attention starts out
+    favouring the image near a click (and the click the image near it), which a
+    randomly initialised decoder otherwise takes thousands of steps to find.
+    """
+    transformer = sam2.sam_mask_decoder.transformer
+    attentions = [transformer.final_attn_token_to_image]
+    for layer in transformer.layers:
+        attentions += [layer.cross_attn_token_to_image, layer.cross_attn_image_to_token]
+    with torch.no_grad():
+        for attention in attentions:
+            inner, outer = attention.q_proj.weight.shape
+            basis, _ = torch.linalg.qr(torch.randn(outer, inner, generator=generator))
+            for projection in (attention.q_proj, attention.k_proj):
+                projection.weight.copy_(basis.T)
+                projection.bias.zero_()
+
+
+def build_untrained_model(seed: int) -> tuple[PixelQwen2_5_VLForConditionalGeneration, object]:
+    """The synthetic model with fresh weights (SAM 2 with its own initialisation) and its processor."""
+    from unipixel_ros.decoders.sam2_source import build_sam2_model
+    from unipixel_ros.model.config import resolve_sam2_config
+
+    processor = build_tiny_processor()
+    config = synthetic_config(processor.tokenizer)
+    torch.manual_seed(seed)
+    model = PixelQwen2_5_VLForConditionalGeneration(config)
+    # The language-model initialisation also reset SAM 2's layers; SAM 2 trains from its own.
+    sam2_file, overrides = resolve_sam2_config(config.sam2_config)
+    fresh = build_sam2_model(sam2_file, config.sam2_image_size, overrides)
+    _align_prompt_attention(fresh, torch.Generator().manual_seed(seed))
+    model.sam2.load_state_dict(fresh.state_dict())
+    return model.eval(), processor

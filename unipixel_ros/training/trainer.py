@@ -1,0 +1,302 @@
+"""The training loop: seeded synthetic examples, UniPixel's forward pass with its losses, staged optimisation.
+
+One step draws a batch of examples of one clip length and frame size, runs the
+language model on each (batch of one, as the model serves requests), then runs
+SAM 2 once for every object of the batch that has a mask target: the ``<SEG>``
+seeds of text referring and pre-fill passes (frame 0, as at inference) and the
+clicks / boxes of click-to-segment examples (their own frame), each object tracked
+through its clip with its own memory. Everything runs with the model in eval mode
+(no dropout), so training computes exactly what inference computes.
+"""
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from unipixel_ros.decoders.graph import seed_prompt
+from unipixel_ros.geometry import upsample_mask_logits
+from unipixel_ros.model.modeling import PixelQwen2_5_VLForConditionalGeneration, _captured_inputs
+from unipixel_ros.model.sam2_engine import Sam2Engine
+from unipixel_ros.prompts import PointPrompt
+from unipixel_ros.synthetic import RequestKind, random_request, random_video
+from unipixel_ros.synthetic.requests import MIN_PROMPT_PIXELS, RequestUnavailable, _make_prompt
+from unipixel_ros.training.formatting import (ChatExample, ClickExample, caption_example, prompted_examples,
+                                              text_referring_example)
+from unipixel_ros.training.losses import LossWeights, MaskLossTerms, frame_mask_losses, language_loss
+from unipixel_ros.training.recipe import FRAME_SIZES, PARAMETER_GROUPS, Recipe, Stage
+from unipixel_ros.training.sam2_path import FrameFeatures, encode_frames, segment_clip
+
+WARMUP_FRACTION = 0.03
+VIDEO_CLICK_OBJECTS = 2
+QUESTION_KINDS = [RequestKind.POINT_QUESTION, RequestKind.BOX_QUESTION, RequestKind.MULTI_OBJECT, RequestKind.PIXEL_QA]
+GRAD_CLIP_NORM = 1.0
+
+
+class TrainingError(ValueError):
+    """A training setting that cannot run."""
+
+
+# ----------------------------------------------------------------- examples
+
+
+class ExampleSource:
+    """Draws formatted training examples from a seeded generator."""
+
+    def __init__(self, processor, sam_image_size: int, rng: np.random.Generator) -> None:
+        self.processor = processor
+        self.sam_image_size = sam_image_size
+        self.rng = rng
+
+    def _request(self, kinds: list[RequestKind], frames: int, size: tuple[int, int]):
+        kind = kinds[int(self.rng.integers(len(kinds)))]
+        return random_request(self.rng, kind, num_frames=frames, width=size[0], height=size[1])
+
+    def draw(self, kind: str, frames: int, size: tuple[int, int]) -> list[ChatExample | ClickExample]:
+        """One request of ``kind`` as the examples it trains (two passes for a prompted question)."""
+        if kind == "click":
+            return self._clicks(frames, size)
+        if kind == "caption":
+            request = self._request([RequestKind.POINT_QUESTION, RequestKind.BOX_QUESTION], frames, size)
+            return [caption_example(self.processor, request, self.sam_image_size)]
+        if kind == "answer":
+            while True:  # a question about prompted objects (multi-object requests may name them in text)
+                request = self._request(QUESTION_KINDS, frames, size)
+                if request.prompts:
+                    return [prompted_examples(self.processor, request, self.sam_image_size)[1]]
+        if kind == "text":
+            request = self._request([RequestKind.TEXT_REFERRING] * 3 + [RequestKind.MULTI_OBJECT], frames, size)
+        else:
+            request = self._request(QUESTION_KINDS, frames, size)
+        if request.prompts:
+            return list(prompted_examples(self.processor, request, self.sam_image_size))
+        return [text_referring_example(self.processor, request)]
+
+    def _clicks(self, frames: int, size: tuple[int, int]) -> list[ClickExample]:
+        """Well-visible objects of a fresh clip, prompted on one frame by a point or a box each.
+
+        An image prompts every object (one image encoding serves them all); a clip at
+        most ``VIDEO_CLICK_OBJECTS``, since tracking costs a memory attention per object.
+        """
+        for _ in range(100):
+            video = random_video(self.rng, frames, *size)
+            frame = int(self.rng.integers(frames))
+            objects = np.flatnonzero(video.masks[:, frame].sum(axis=(1, 2)) >= MIN_PROMPT_PIXELS)
+            if frames > 1 and objects.size > VIDEO_CLICK_OBJECTS:
+                objects = self.rng.choice(objects, size=VIDEO_CLICK_OBJECTS, replace=False)
+            if objects.size:
+                kind = "point" if self.rng.random() < 0.5 else "box"
+                return [ClickExample(video.images, _make_prompt(video, int(k), 0, kind, self.rng, frame=frame),
+                                     video.masks[k]) for k in objects]
+        raise RequestUnavailable("no clip with a visible object in 100 draws")
+
+
+# ----------------------------------------------------------------- forward pass
+
+
+@dataclass
+class ChatOutput:
+    lm_loss: torch.Tensor
+    seg_tokens: torch.Tensor  # [N, S, C], one per <|seg|> in the text
+
+
+def chat_forward(model: PixelQwen2_5_VLForConditionalGeneration, example: ChatExample) -> ChatOutput:
+    """The language model over one example: its LM loss and the SAM prompt tokens of its ``<|seg|>`` s."""
+    inputs = example.inputs
+    embeds = model.embed_inputs(inputs)
+    positions, _ = model.position_ids(inputs)
+    language_model = model.model.language_model
+    with _captured_inputs(language_model.norm) as pre_norm:
+        out = language_model(inputs_embeds=embeds, position_ids=positions.to(embeds.device), use_cache=False)
+    logits = model.lm_head(out.last_hidden_state)[0]
+    loss = language_loss(logits, example.labels.to(logits.device))
+    hidden = pre_norm[-1][0]
+    seg = model.seg_tokens(hidden[model._seg_predictor_positions(inputs.input_ids)])
+    return ChatOutput(loss, seg)
+
+
+@dataclass
+class _SamJob:
+    """Objects of one batch that SAM 2 segments together: same seed frame and prompt kind."""
+
+    seed: int
+    multimask: bool
+    prompts: list[torch.Tensor] = field(default_factory=list)  # [1, P, C] each
+    clips: list[int] = field(default_factory=list)             # clip of each object
+    targets: list[np.ndarray] = field(default_factory=list)    # [T, H, W] each
+
+
+def sam_losses(sam2: torch.nn.Module, clips: list[np.ndarray], jobs: list[_SamJob],
+               weights: LossWeights) -> MaskLossTerms:
+    """Mask terms of every object of ``jobs`` over its clip (clips [T, H, W, 3] of one size)."""
+    num_frames, height, width = clips[0].shape[:3]
+    features = encode_frames(sam2, np.concatenate(clips))
+    total = MaskLossTerms.zero(features.image_embed.device)
+    for job in jobs:
+        per_frame: list[FrameFeatures] = [features.select([c * num_frames + t for c in job.clips])
+                                          for t in range(num_frames)]
+        predictions = segment_clip(sam2, per_frame, job.seed, torch.cat(job.prompts), job.multimask)
+        targets = torch.from_numpy(np.stack(job.targets)).to(features.image_embed.device)
+        for t, prediction in enumerate(predictions):
+            logits = upsample_mask_logits(prediction.logits, height, width)
+            total = total + frame_mask_losses(logits, prediction.ious, prediction.object_logits,
+                                              targets[:, t].float(), weights)
+    return total
+
+
+# ----------------------------------------------------------------- optimisation
+
+
+def stage_parameters(model: torch.nn.Module, stage: Stage) -> tuple[list, list]:
+    """(non-SAM parameters, SAM parameters) this stage trains; everything else is frozen."""
+    prefixes = tuple(p for group in stage.groups for p in PARAMETER_GROUPS[group])
+    main, sam = [], []
+    for name, parameter in model.named_parameters():
+        train = name.startswith(prefixes) and not (name.startswith("sam2.") and stage.sam_lr_scale == 0)
+        parameter.requires_grad_(train)
+        if train:
+            (sam if name.startswith("sam2.") else main).append(parameter)
+    return main, sam
+
+
+def lr_factor(step: int, steps: int) -> float:
+    """Linear warm-up over the first 3 % of the steps, then cosine decay to zero."""
+    warmup = max(1, math.ceil(WARMUP_FRACTION * steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class StageReport:
+    """What one stage did: its wall and CPU time (all threads) and the mean losses of its
+    last quarter of steps. On a shared machine the CPU time is the better measure of cost."""
+
+    name: str
+    steps: int
+    seconds: float
+    cpu_seconds: float
+    losses: dict[str, float]
+
+
+class Trainer:
+    """Runs a recipe on a model; every random draw comes from ``seed``."""
+
+    def __init__(self, model: PixelQwen2_5_VLForConditionalGeneration, processor, seed: int,
+                 weights: LossWeights = LossWeights(), progress: bool = True,
+                 log: Callable[[str], None] = print) -> None:
+        self.model = model
+        self.processor = processor
+        self.seed = seed
+        self.weights = weights
+        self.progress = progress
+        self.log = log
+        self.engine = Sam2Engine(model.sam2)
+
+    def run(self, recipe: Recipe) -> list[StageReport]:
+        return [self.run_stage(stage) for stage in recipe.stages]
+
+    def run_stage(self, stage: Stage) -> StageReport:
+        """Train one stage. Its random draws depend on the seed and the stage's name only, so a
+        recipe run stage by stage (saving fp32 checkpoints in between) gives the same weights."""
+        stream = zlib.crc32(stage.name.encode())
+        rng = np.random.default_rng((self.seed, stream))
+        torch.manual_seed(self.seed * 2**32 + stream)
+        source = ExampleSource(self.processor, int(self.model.sam2.image_size), rng)
+        if stage.prompt_encoder_from_sam:
+            self.model.ref_encoder.load_state_dict(self.model.sam2.sam_prompt_encoder.state_dict())
+        main, sam = stage_parameters(self.model, stage)
+        groups = [{"params": main, "lr": stage.lr}]
+        if sam:
+            groups.append({"params": sam, "lr": stage.lr * stage.sam_lr_scale})
+        optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+        peaks = [g["lr"] for g in optimizer.param_groups]
+        kinds, weights = zip(*stage.mix.items())
+        probabilities = np.asarray(weights, dtype=np.float64) / sum(weights)
+        history: dict[str, list[float]] = defaultdict(list)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        bar = tqdm(range(stage.steps), desc=f"stage {stage.name}", unit="step", disable=not self.progress)
+        for step in bar:
+            for group, peak in zip(optimizer.param_groups, peaks):
+                group["lr"] = peak * lr_factor(step, stage.steps)
+            frames = int(rng.choice(stage.frames))
+            size = FRAME_SIZES[int(rng.integers(len(FRAME_SIZES)))]
+            examples: list[ChatExample | ClickExample] = []
+            for _ in range(stage.batch):
+                examples += source.draw(str(rng.choice(kinds, p=probabilities)), frames, size)
+            losses = self.step(examples)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(main + sam, GRAD_CLIP_NORM)
+            optimizer.step()
+            for key, value in losses.items():
+                history[key].append(float(value.detach()))
+            if self.progress and (step % 10 == 0 or step == stage.steps - 1):
+                bar.set_postfix({k: f"{np.mean(v[-50:]):.3f}" for k, v in history.items() if k != "total"})
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        tail = max(1, stage.steps // 4)
+        report = StageReport(stage.name, stage.steps, seconds, cpu_seconds,
+                             {k: float(np.mean(v[-tail:])) for k, v in history.items()})
+        self.log(f"stage {stage.name}: {stage.steps} steps in {seconds:.0f} s ({cpu_seconds:.0f} CPU s); "
+                 + ", ".join(f"{k} {v:.3f}" for k, v in report.losses.items()))
+        return report
+
+    def step(self, examples: list[ChatExample | ClickExample]) -> dict[str, torch.Tensor]:
+        """Losses of one batch (all clips share length and frame size)."""
+        lm_losses: list[torch.Tensor] = []
+        clips: list[np.ndarray] = []
+        clip_of: dict[int, int] = {}
+        jobs: dict[tuple[int, bool], _SamJob] = {}
+
+        def clip_index(frames: np.ndarray) -> int:
+            key = id(frames)
+            if key not in clip_of:
+                clip_of[key] = len(clips)
+                clips.append(frames)
+            return clip_of[key]
+
+        sam2 = self.model.sam2
+        for example in examples:
+            if isinstance(example, ClickExample):
+                prompt = example.prompt
+                width, height = example.frames.shape[2], example.frames.shape[1]
+                if isinstance(prompt, PointPrompt):
+                    sparse, multimask = self.engine.click_prompt(width, height, points=[(prompt.x, prompt.y)],
+                                                                 labels=[1])
+                else:
+                    sparse, multimask = self.engine.click_prompt(width, height,
+                                                                 box=(prompt.x0, prompt.y0, prompt.x1, prompt.y1))
+                job = jobs.setdefault((prompt.frame_index, multimask), _SamJob(prompt.frame_index, multimask))
+                job.prompts.append(sparse)
+                job.clips.append(clip_index(example.frames))
+                job.targets.append(example.masks)
+                continue
+            out = chat_forward(self.model, example)
+            lm_losses.append(out.lm_loss)
+            if example.seg_masks is None:
+                continue
+            if out.seg_tokens.shape[0] != len(example.seg_masks):
+                raise TrainingError(f"{out.seg_tokens.shape[0]} <|seg|> tokens for {len(example.seg_masks)} masks")
+            job = jobs.setdefault((0, True), _SamJob(0, sam2._use_multimask(True, None)))
+            clip = clip_index(example.frames)
+            for tokens, masks in zip(out.seg_tokens, example.seg_masks):
+                job.prompts.append(seed_prompt(sam2, tokens.unsqueeze(0)))
+                job.clips.append(clip)
+                job.targets.append(masks)
+
+        zero = torch.zeros((), device=sam2.no_mem_embed.device)
+        lm = torch.stack(lm_losses).mean() if lm_losses else zero
+        terms = sam_losses(sam2, clips, list(jobs.values()), self.weights) if jobs else MaskLossTerms.zero(zero.device)
+        mask = terms.weighted(self.weights)
+        count = max(terms.objects, 1)
+        return {"total": self.weights.lm * lm + mask, "lm": lm.detach(), "focal": terms.focal.detach() / count,
+                "dice": terms.dice.detach() / count, "iou": terms.iou.detach() / count,
+                "objectness": terms.objectness.detach() / count}
