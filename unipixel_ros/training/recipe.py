@@ -1,9 +1,10 @@
 """The synthetic UniPixel: its size, its starting weights and its training stages.
 
 The model is the published architecture at a size that trains on a CPU: a three-layer
-language model and a two-block vision tower of Qwen2.5-VL's shape, the tiny
-tokenizer (bytes plus the chat, vision and UniPixel tokens), and the tiny SAM 2.1
-(small Hiera, full-width mask decoder and memory) at a 128-pixel input.
+language model and a two-block vision tower of Qwen2.5-VL's shape, a byte-level
+tokenizer with one token per word of the synthetic requests
+(:mod:`unipixel_ros.training.tokenizer`), and the tiny SAM 2.1 (small Hiera, full-width
+mask decoder and memory) at a 128-pixel input.
 
 Stages follow the UniPixel paper where that makes sense without pretrained parts:
 
@@ -32,10 +33,17 @@ import torch
 from unipixel_ros.model.chat import (END_OF_TEXT, IM_END, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START)
 from unipixel_ros.model.config import TINY_SAM2_CONFIG, PixelQwen2_5_VLConfig
 from unipixel_ros.model.modeling import PixelQwen2_5_VLForConditionalGeneration
-from unipixel_ros.model.tiny import TINY_SPECIAL_TOKENS, build_tiny_processor
+from unipixel_ros.model.tiny import TINY_SPECIAL_TOKENS
 from unipixel_ros.prompts import MEM_TOKEN, REF_TOKEN, SEG_TOKEN
+from unipixel_ros.training.tokenizer import build_synthetic_processor
 
 SAM2_IMAGE_SIZE = 128
+# The vision tower attends within windows of this many pixels (Qwen2.5-VL: 112). UniPixel's
+# <|mem|> pooling reads the merger input in window order with a row-order region mask, as
+# the published checkpoints were trained; with one window per frame (frames up to 896 px a
+# side, such as the 392 x 280 a 320 x 240 camera frame is resized to) the two orders agree
+# and a region pools its own tokens.
+VISION_WINDOW_PIXELS = 896
 # Training frames: small (rendering and mask losses are cheap), in two aspect ratios.
 FRAME_SIZES: tuple[tuple[int, int], ...] = ((160, 120), (144, 112))
 
@@ -111,11 +119,11 @@ class Recipe:
 DEFAULT_RECIPE = Recipe((
     Stage("sam", steps=700, batch=4, lr=1e-3, mix={"click": 1.0}, frames=(1,), groups=("sam2",)),
     Stage("track", steps=400, batch=4, lr=3e-4, mix={"click": 1.0}, frames=(2, 3, 4), groups=("sam2",)),
-    Stage("prompt", steps=500, batch=8, lr=2e-3, mix={"caption": 0.2, "answer": 0.8}, frames=(1, 1, 3),
+    Stage("prompt", steps=600, batch=8, lr=2e-3, mix={"caption": 0.1, "answer": 0.9}, frames=(1, 1, 3),
           groups=("prompt_encoder", "language_model", "vision", "memory_projector"), prompt_encoder_from_sam=True),
     Stage("align", steps=400, batch=4, lr=5e-4, mix={"text": 0.5, "prompted": 0.5}, frames=(1, 1, 3),
           groups=("seg_head", "language_model", "vision", "prompt_encoder", "memory_projector"), sam_lr_scale=0.0),
-    Stage("joint", steps=400, batch=4, lr=3e-4, mix={"text": 0.3, "prompted": 0.3, "answer": 0.2, "click": 0.2},
+    Stage("joint", steps=300, batch=4, lr=3e-4, mix={"text": 0.3, "prompted": 0.3, "answer": 0.2, "click": 0.2},
           frames=(1, 3, 4), sam_lr_scale=0.5),
 ))
 
@@ -126,7 +134,7 @@ def synthetic_config(tokenizer, sam2_image_size: int = SAM2_IMAGE_SIZE) -> Pixel
     return PixelQwen2_5_VLConfig(
         vision_config={"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
                        "out_hidden_size": 128, "patch_size": 14, "spatial_merge_size": 2,
-                       "temporal_patch_size": 2, "tokens_per_second": 2, "window_size": 112,
+                       "temporal_patch_size": 2, "tokens_per_second": 2, "window_size": VISION_WINDOW_PIXELS,
                        "fullatt_block_indexes": [1]},
         text_config={"vocab_size": len(tokenizer), "hidden_size": 128, "intermediate_size": 256,
                      "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -167,12 +175,14 @@ def build_untrained_model(seed: int) -> tuple[PixelQwen2_5_VLForConditionalGener
     from unipixel_ros.decoders.sam2_source import build_sam2_model
     from unipixel_ros.model.config import resolve_sam2_config
 
-    processor = build_tiny_processor()
+    processor = build_synthetic_processor()
     config = synthetic_config(processor.tokenizer)
     torch.manual_seed(seed)
     model = PixelQwen2_5_VLForConditionalGeneration(config)
-    # The language-model initialisation also reset SAM 2's layers; SAM 2 trains from its own.
+    # The language-model initialisation also reset SAM 2's layers; SAM 2 trains from its own,
+    # drawn from the seed alone (not after the language model's draws, which depend on its size).
     sam2_file, overrides = resolve_sam2_config(config.sam2_config)
+    torch.manual_seed(seed)
     fresh = build_sam2_model(sam2_file, config.sam2_image_size, overrides)
     _align_prompt_attention(fresh, torch.Generator().manual_seed(seed))
     model.sam2.load_state_dict(fresh.state_dict())

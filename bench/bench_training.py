@@ -1,0 +1,72 @@
+"""Training cost per stage and evaluation throughput of the synthetic UniPixel.
+
+    python bench/bench_training.py [--model unipixel_ros/data/unipixel-synthetic] [--steps 6] [--count 6]
+
+From one process: a few training steps of every stage of the default recipe, run on a
+copy of the shipped weights (seconds per step, and each stage's cost relative to the
+first stage); the recorded full run (wall time, step count and final losses per stage,
+from the checkpoint's training_log.json); then held-out evaluation requests per second
+per category, relative to single-image text referring.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+import unipixel_ros
+from unipixel_ros.model.loader import load_unipixel
+from unipixel_ros.pipeline import UniPixelPipeline
+from unipixel_ros.training.checkpoint import read_training_log
+from unipixel_ros.training.evaluate import CATEGORIES, evaluate
+from unipixel_ros.training.recipe import DEFAULT_RECIPE
+from unipixel_ros.training.trainer import Trainer
+
+SHIPPED = Path(unipixel_ros.__file__).parent / "data" / "unipixel-synthetic"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(SHIPPED))
+    parser.add_argument("--steps", type=int, default=6, help="training steps timed per stage")
+    parser.add_argument("--count", type=int, default=6, help="evaluation requests per category")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    print(f"model={args.model} threads={args.threads}")
+    print("training, measured now (from the shipped weights):")
+    model, processor = load_unipixel(args.model, dtype="fp32", progress=False)
+    trainer = Trainer(model, processor, seed=1, progress=False, log=lambda _: None)
+    first = None
+    for stage in DEFAULT_RECIPE.stages:
+        short = dataclasses.replace(stage, steps=args.steps)
+        seconds = trainer.run_stage(short).seconds / args.steps
+        first = first or seconds
+        print(f"  {stage.name:>7}: {seconds:6.2f} s/step ({seconds / first:4.2f} x {DEFAULT_RECIPE.stages[0].name}), "
+              f"{stage.steps} steps -> {seconds * stage.steps / 60:5.1f} min at this rate")
+
+    log = read_training_log(args.model)
+    if log.get("stages"):
+        print(f"training, recorded full run (seed {log.get('seed')}, {log.get('threads')} threads, "
+              f"{log.get('train_seconds', 0) / 60:.1f} min):")
+        for stage in log["stages"]:
+            losses = ", ".join(f"{k} {v:.3f}" for k, v in stage["losses"].items() if k != "total")
+            print(f"  {stage['name']:>7}: {stage['steps']} steps in {stage['seconds'] / 60:5.1f} min; {losses}")
+
+    model, processor = load_unipixel(args.model, dtype="fp32", progress=False)
+    pipeline = UniPixelPipeline(model, processor, max_new_tokens=24)
+    started = time.perf_counter()
+    scores = evaluate(pipeline, count=args.count, categories=CATEGORIES)
+    print(f"evaluation ({args.count} requests per category, {time.perf_counter() - started:.0f} s):")
+    base = scores["text_image"]["requests_per_second"]
+    for category, summary in scores.items():
+        rate = summary["requests_per_second"]
+        print(f"  {category:>10}: {rate:6.2f} requests/s ({rate / base:4.2f} x text_image)")
+
+
+if __name__ == "__main__":
+    main()
