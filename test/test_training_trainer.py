@@ -65,6 +65,18 @@ def test_every_example_kind_draws_and_gives_finite_losses():
             assert losses["lm"] > 0, kind
 
 
+def test_clicks_and_seg_seeds_on_the_same_frame_share_a_batch():
+    model, processor = build_untrained_model(0)
+    source = ExampleSource(processor, int(model.sam2.image_size), np.random.default_rng(2))
+    trainer = Trainer(model, processor, seed=0, progress=False, log=lambda _: None)
+    examples = []
+    while not any(getattr(e, "prompt", None) is not None and e.prompt.frame_index == 0
+                  and type(e.prompt).__name__ == "PointPrompt" for e in examples):
+        examples = source.draw("click", 1, (96, 72))
+    losses = trainer.step(examples + source.draw("text", 1, (96, 72)))
+    assert torch.isfinite(losses["total"]) and losses["dice"] > 0
+
+
 def _short(stage: Stage) -> Stage:
     return dataclasses.replace(stage, steps=2, batch=1, frames=(1,))
 

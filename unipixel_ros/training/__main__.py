@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -31,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="CPU threads for torch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--dtype", default="fp16", help="storage dtype of the saved weights (fp16, bf16, fp32)")
+    parser.add_argument("--save-stages", default=None,
+                        help="also save an fp32 checkpoint after every stage, in this folder's <stage> subfolders "
+                             "(a later run can continue from one with --init)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -54,7 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         model.to(device)
         earlier = []
     started, cpu_started = time.perf_counter(), time.process_time()
-    reports = Trainer(model, processor, seed=args.seed, progress=not args.quiet).run(recipe)
+    done: list = []
+
+    def save_stage(report) -> None:
+        done.append(report)
+        if args.save_stages:
+            save_checkpoint(model, processor, Path(args.save_stages) / report.name, dtype="fp32", seed=args.seed,
+                            recipe=recipe, reports=list(done), extra={"stages_before": earlier})
+
+    reports = Trainer(model, processor, seed=args.seed, progress=not args.quiet).run(recipe, after_stage=save_stage)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     stages = earlier + [r.__dict__ for r in reports]
     folder = save_checkpoint(model, processor, args.output, dtype=args.dtype, seed=args.seed, recipe=recipe, reports=reports,

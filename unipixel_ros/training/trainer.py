@@ -124,7 +124,7 @@ def chat_forward(model: PixelQwen2_5_VLForConditionalGeneration, example: ChatEx
 
 @dataclass
 class _SamJob:
-    """Objects of one batch that SAM 2 segments together: same seed frame and prompt kind."""
+    """Objects of one batch that SAM 2 segments together: same seed frame and prompt form."""
 
     seed: int
     multimask: bool
@@ -201,8 +201,14 @@ class Trainer:
         self.log = log
         self.engine = Sam2Engine(model.sam2)
 
-    def run(self, recipe: Recipe) -> list[StageReport]:
-        return [self.run_stage(stage) for stage in recipe.stages]
+    def run(self, recipe: Recipe, after_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
+        """Run every stage; ``after_stage`` sees each finished stage (e.g. to save a checkpoint)."""
+        reports = []
+        for stage in recipe.stages:
+            reports.append(self.run_stage(stage))
+            if after_stage is not None:
+                after_stage(reports[-1])
+        return reports
 
     def run_stage(self, stage: Stage) -> StageReport:
         """Train one stage. Its random draws depend on the seed and the stage's name only, so a
@@ -254,7 +260,9 @@ class Trainer:
         lm_losses: list[torch.Tensor] = []
         clips: list[np.ndarray] = []
         clip_of: dict[int, int] = {}
-        jobs: dict[tuple[int, bool], _SamJob] = {}
+        # Click prompts (2 or 3 tokens) and <SEG> seeds (padding + seg tokens) differ in length,
+        # so they never share a SAM 2 call even on the same seed frame.
+        jobs: dict[tuple[str, int, bool], _SamJob] = {}
 
         def clip_index(frames: np.ndarray) -> int:
             key = id(frames)
@@ -274,7 +282,8 @@ class Trainer:
                 else:
                     sparse, multimask = self.engine.click_prompt(width, height,
                                                                  box=(prompt.x0, prompt.y0, prompt.x1, prompt.y1))
-                job = jobs.setdefault((prompt.frame_index, multimask), _SamJob(prompt.frame_index, multimask))
+                job = jobs.setdefault(("click", prompt.frame_index, multimask),
+                                      _SamJob(prompt.frame_index, multimask))
                 job.prompts.append(sparse)
                 job.clips.append(clip_index(example.frames))
                 job.targets.append(example.masks)
@@ -285,7 +294,7 @@ class Trainer:
                 continue
             if out.seg_tokens.shape[0] != len(example.seg_masks):
                 raise TrainingError(f"{out.seg_tokens.shape[0]} <|seg|> tokens for {len(example.seg_masks)} masks")
-            job = jobs.setdefault((0, True), _SamJob(0, sam2._use_multimask(True, None)))
+            job = jobs.setdefault(("seg", 0, True), _SamJob(0, sam2._use_multimask(True, None)))
             clip = clip_index(example.frames)
             for tokens, masks in zip(out.seg_tokens, example.seg_masks):
                 job.prompts.append(seed_prompt(sam2, tokens.unsqueeze(0)))
