@@ -17,15 +17,14 @@ from pathlib import Path
 
 import torch
 
-import unipixel_ros
 from unipixel_ros.model.loader import load_unipixel
-from unipixel_ros.pipeline import UniPixelPipeline
+from unipixel_ros.pipeline import SYNTHETIC_MODEL_DIR, UniPixelPipeline
 from unipixel_ros.training.checkpoint import read_training_log
 from unipixel_ros.training.evaluate import CATEGORIES, evaluate
 from unipixel_ros.training.recipe import DEFAULT_RECIPE
 from unipixel_ros.training.trainer import Trainer
 
-SHIPPED = Path(unipixel_ros.__file__).parent / "data" / "unipixel-synthetic"
+SHIPPED = SYNTHETIC_MODEL_DIR
 
 
 def main() -> None:

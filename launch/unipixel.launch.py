@@ -24,7 +24,7 @@ NODE_NAME = "unipixel"
 # launch argument -> (node parameter, type, help); an empty argument keeps the params file's value
 ARGUMENT_PARAMETERS = {
     "model": ("model.id", "str", "UniPixel checkpoint: local directory, Hugging Face id "
-              "(PolyU-ChenLab/UniPixel-3B / -7B) or tiny (untrained, for trying things out)"),
+              "(PolyU-ChenLab/UniPixel-3B / -7B), synthetic (shipped, synthetic shapes only) or tiny (untrained)"),
     "device": ("model.device", "str", "auto, cpu, cuda or cuda:N"),
     "dtype": ("model.dtype", "str", "auto, float32, bfloat16 or float16"),
     "decoder_backend": ("model.decoder_backend", "str", "SAM 2 mask decoder: torch, onnxruntime or tensorrt"),

@@ -78,7 +78,7 @@ def test_clicks_and_seg_seeds_on_the_same_frame_share_a_batch():
 
 
 def _short(stage: Stage) -> Stage:
-    return dataclasses.replace(stage, steps=2, batch=1, frames=(1,))
+    return dataclasses.replace(stage, steps=2, batch=1, frames=(1,), sizes=((96, 72),))
 
 
 def test_training_is_reproducible_from_the_seed_and_leaves_frozen_parts_alone():
@@ -104,3 +104,8 @@ def test_cli_writes_a_checkpoint_the_loader_reads(tmp_path, monkeypatch):
     assert model.config.sam2_image_size == 128 and processor.tokenizer.convert_tokens_to_ids("<|seg|>") is not None
     log = read_training_log(tmp_path)
     assert [s["name"] for s in log["stages"]] == ["sam", "prompt"] and log["seed"] == 0
+
+
+def test_stages_need_frame_sizes():
+    with pytest.raises(RecipeError, match="frame sizes"):
+        Stage("x", steps=1, batch=1, lr=1e-3, mix={"click": 1.0}, frames=(1,), sizes=())

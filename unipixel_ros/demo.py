@@ -1,6 +1,6 @@
 """The offline demo: a synthetic camera, the UniPixel node, a question, a click, tracking.
 
-    python -m unipixel_ros.demo [model:=tiny|PATH|HUB_ID] [device:=auto] [dtype:=auto]
+    python -m unipixel_ros.demo [model:=synthetic|tiny|PATH|HUB_ID] [device:=auto] [dtype:=auto]
                                 [decoder_backend:=torch] [out:=out/demo] [track_seconds:=4]
                                 [seed:=3] [timeout:=600]
 
@@ -12,16 +12,17 @@ Runs everything on this machine (DDS on loopback only, a private ROS domain):
    two seconds, printing the feedback, and keeps the segmented objects in memory;
 3. clicks (as rqt_image_view does) on the middle of another shape, which the node
    segments with SAM 2 alone and keeps (clicking again, on the next shape, while the
-   node finds nothing there: the untrained tiny model often does not);
+   node finds nothing there, which happens with a model that was not trained);
 4. records the tracked objects, label images and overlays for a few seconds;
 5. writes ``answer.txt``, ``summary.json``, the query's mask PNGs and the tracked masks,
    label images (16-bit) and overlays as PNG to the output folder, then stops the
    processes and exits 0.
 
-Without ``model:=`` the node's default, the built-in tiny UniPixel, is used: it runs
-anywhere in seconds, and its answers and masks are noise because its weights are
-random (the node says so in its log, repeated here). ``model:=PolyU-ChenLab/UniPixel-3B``
-uses the published model.
+Without ``model:=`` the node's default, ``synthetic``, is used: a small UniPixel shipped
+with the package and trained on these synthetic scenes only (its model card,
+``unipixel_ros/data/unipixel-synthetic/MODEL_CARD.md``, gives its held-out scores). It
+runs anywhere in seconds. ``model:=tiny`` is the same architecture with random weights
+(noise masks); ``model:=PolyU-ChenLab/UniPixel-3B`` uses the published model.
 """
 from __future__ import annotations
 

@@ -45,8 +45,11 @@ from unipixel_ros.sampling import MAX_SAMPLED_FRAMES, FramePlan, plan_frames, se
 
 LOG = logging.getLogger(__name__)
 
-# The offline default: the tiny model built in code (random weights, untrained masks).
+# The tiny model built in code (random weights: noise masks), for tests of the plumbing.
 TINY_MODEL = "tiny"
+# The offline default: a small UniPixel trained on synthetic scenes, shipped in the package.
+SYNTHETIC_MODEL = "synthetic"
+SYNTHETIC_MODEL_DIR = Path(__file__).parent / "data" / "unipixel-synthetic"
 
 
 class _Stopwatch:
@@ -310,11 +313,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def build_pipeline(model_id: str = TINY_MODEL, device: str = "auto", dtype: str = "auto",
+def model_source(model_id: str) -> str:
+    """What the loader reads for ``model_id``: the shipped folder for ``"synthetic"``, else the id."""
+    return str(SYNTHETIC_MODEL_DIR) if model_id == SYNTHETIC_MODEL else model_id
+
+
+def build_pipeline(model_id: str = SYNTHETIC_MODEL, device: str = "auto", dtype: str = "auto",
                    decoder_backend: str = "torch", decoder_dir: str | Path | None = None,
                    decoder_precision: str = "fp32", rebuild_decoder: bool = False,
                    max_new_tokens: int = 256, log: Callable[[str], None] = LOG.warning) -> UniPixelPipeline:
-    """The pipeline for a checkpoint (local folder or Hugging Face id) or ``"tiny"``.
+    """The pipeline for a checkpoint (local folder or Hugging Face id), ``"synthetic"`` (the
+    shipped model trained on synthetic scenes) or ``"tiny"`` (untrained, built in code).
 
     ``dtype`` ``auto`` is bf16 on a GPU and fp32 on the CPU. ``decoder_backend`` is
     torch, onnxruntime or tensorrt; a backend that cannot run falls back to torch with
@@ -325,6 +334,9 @@ def build_pipeline(model_id: str = TINY_MODEL, device: str = "auto", dtype: str 
     device = resolve_device(device)
     if dtype == "auto":
         dtype = "bf16" if device.startswith("cuda") else "fp32"
+    if model_id == SYNTHETIC_MODEL:
+        log("model: the synthetic UniPixel shipped with the package: trained on coloured shapes over textures only "
+            "(see its MODEL_CARD.md). Set model to PolyU-ChenLab/UniPixel-3B (or a local checkpoint) for real scenes.")
     if model_id == TINY_MODEL:
         from unipixel_ros.model.tiny import build_tiny_unipixel
 
@@ -337,7 +349,7 @@ def build_pipeline(model_id: str = TINY_MODEL, device: str = "auto", dtype: str 
     else:
         from unipixel_ros.model.loader import load_unipixel
 
-        model, processor = load_unipixel(model_id, device=device, dtype=dtype)
+        model, processor = load_unipixel(model_source(model_id), device=device, dtype=dtype)
     if decoder_dir is None:
         decoder_dir = default_decoder_dir(model_id)
     artifacts = ArtifactPaths.in_directory(decoder_dir, decoder_precision)

@@ -57,8 +57,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "a lifecycle manager."),
     ParamSpec("diagnostics.period_s", 1.0, "Period of the /diagnostics status [s]."),
     # The model side; read and validated by unipixel_ros.ros.perception.
-    ParamSpec("model.id", "tiny", "UniPixel checkpoint: a local directory, a Hugging Face id "
-              "(PolyU-ChenLab/UniPixel-3B or -7B), or tiny (built-in, untrained: noise masks)."),
+    ParamSpec("model.id", "synthetic", "UniPixel checkpoint: a local directory, a Hugging Face id "
+              "(PolyU-ChenLab/UniPixel-3B or -7B), synthetic (shipped, trained on synthetic shapes only) "
+              "or tiny (built-in, untrained: noise masks)."),
     ParamSpec("model.device", "auto", "auto (cuda when available, else cpu), cpu, cuda or cuda:N."),
     ParamSpec("model.dtype", "auto", "auto (bfloat16 on a GPU, float32 on the CPU), float32, "
               "bfloat16 or float16."),

@@ -31,7 +31,7 @@ from unipixel_ros.synthetic.requests import MIN_PROMPT_PIXELS, RequestUnavailabl
 from unipixel_ros.training.formatting import (ChatExample, ClickExample, caption_example, prompted_examples,
                                               text_referring_example)
 from unipixel_ros.training.losses import LossWeights, MaskLossTerms, frame_mask_losses, language_loss
-from unipixel_ros.training.recipe import FRAME_SIZES, PARAMETER_GROUPS, Recipe, Stage
+from unipixel_ros.training.recipe import PARAMETER_GROUPS, Recipe, Stage
 from unipixel_ros.training.sam2_path import FrameFeatures, encode_frames, segment_clip
 
 WARMUP_FRACTION = 0.03
@@ -234,7 +234,7 @@ class Trainer:
             for group, peak in zip(optimizer.param_groups, peaks):
                 group["lr"] = peak * lr_factor(step, stage.steps)
             frames = int(rng.choice(stage.frames))
-            size = FRAME_SIZES[int(rng.integers(len(FRAME_SIZES)))]
+            size = stage.sizes[int(rng.integers(len(stage.sizes)))]
             examples: list[ChatExample | ClickExample] = []
             for _ in range(stage.batch):
                 examples += source.draw(str(rng.choice(kinds, p=probabilities)), frames, size)

@@ -1,0 +1,112 @@
+"""The shipped synthetic UniPixel: it loads through the normal loader, comes from the default
+recipe, keeps its held-out scores, and its masks follow the geometry of the prompts
+(mirrored clicks, prompts on later frames)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from unipixel_ros.model.loader import load_unipixel
+from unipixel_ros.pipeline import SYNTHETIC_MODEL_DIR, UniPixelPipeline
+from unipixel_ros.prompts import PointPrompt
+from unipixel_ros.synthetic import random_video
+from unipixel_ros.synthetic.scenes import Scene, SceneObject, random_scene
+from unipixel_ros.training.checkpoint import read_training_log
+from unipixel_ros.training.evaluate import evaluate, mask_iou
+from unipixel_ros.training.recipe import DEFAULT_RECIPE
+
+SHIPPED = SYNTHETIC_MODEL_DIR
+COUNT = 16
+# What the shipped weights reach on the first COUNT held-out requests of each category, less
+# a margin (MODEL_CARD.md has the 100-request scores). Clicks and boxes (SAM 2) work; the
+# language side is far below the targets (text referring >= 0.80 / 0.70, answers >= 0.90):
+# its masks are about as good as picking one of the shapes at random, which still fails a
+# text or pre-fill path that returns nothing or masks the wrong places.
+MIN_SCORES = {
+    ("click", "mean_iou"): 0.65,
+    ("click_box", "mean_iou"): 0.60,
+    ("text_image", "mean_iou"): 0.08,
+    ("text_video", "mean_iou"): 0.08,
+    ("point", "mean_iou"): 0.08,
+    ("box", "mean_iou"): 0.08,
+}
+W, H = 320, 240
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> UniPixelPipeline:
+    torch.set_num_threads(2)
+    model, processor = load_unipixel(SHIPPED, device="cpu", dtype="fp32", progress=False)
+    return UniPixelPipeline(model, processor, max_new_tokens=24)
+
+
+def _stamps(count: int) -> list[int]:
+    return [1_000_000_000 + 100_000_000 * i for i in range(count)]
+
+
+def test_the_shipped_checkpoint_is_a_unipixel_for_the_normal_loader(pipeline):
+    config = pipeline.model.config
+    assert config.model_type == "pixel_qwen2_5_vl"
+    assert (SHIPPED / "MODEL_CARD.md").is_file()
+    weights = SHIPPED / "model.safetensors"
+    assert weights.stat().st_size < 25_000_000
+
+
+def test_the_shipped_weights_come_from_the_default_recipe():
+    log = read_training_log(SHIPPED)
+    stages = log.get("stages_before", []) + log["stages"]
+    assert log["seed"] == 0 and [s["name"] for s in stages] == [s.name for s in DEFAULT_RECIPE.stages]
+    # the training log is JSON: compare the recipe as JSON sees it (tuples become lists)
+    assert log["recipe"] == json.loads(json.dumps([dataclasses.asdict(s) for s in DEFAULT_RECIPE.stages]))
+
+
+def test_held_out_scores_hold(pipeline):
+    categories = tuple(sorted({c for c, _ in MIN_SCORES}))
+    scores = evaluate(pipeline, count=COUNT, categories=categories)
+    for (category, metric), minimum in MIN_SCORES.items():
+        assert scores[category][metric] >= minimum, (category, metric, scores[category])
+
+
+def _two_object_scene(left: tuple[float, float], right: tuple[float, float]) -> Scene:
+    """A red circle and a blue square at mirror-unrelated places on a random background."""
+    base = random_scene(7, W, H, num_objects=2)
+    objects = (SceneObject("circle", "red", 24.0, left), SceneObject("square", "blue", 22.0, right))
+    return Scene(W, H, objects, base.background, seed=base.seed)
+
+
+def test_a_mirrored_click_selects_the_mirrored_object(pipeline):
+    scene = _two_object_scene(left=(70.0, 80.0), right=(240.0, 170.0))
+    frame = scene.render(0)
+    x, y = 70, 80                                   # on the red circle
+    mirrored_image = np.ascontiguousarray(frame.image[:, ::-1])
+    mirrored_truth = frame.masks[0][:, ::-1]
+
+    def segment(image: np.ndarray, px: int) -> np.ndarray:
+        prompt = PointPrompt(object_index=0, frame_index=0, x=float(px), y=float(y))
+        return pipeline.segment_prompt([image], _stamps(1), prompt).masks[0]
+
+    original = segment(frame.image, x)
+    mirrored = segment(mirrored_image, W - 1 - x)
+    assert mask_iou(original, frame.masks[0]) >= 0.6
+    assert mask_iou(mirrored, mirrored_truth) >= 0.6
+    # the mirrored click does not select the unmirrored place (the circle is far from the axis)
+    assert mask_iou(mirrored, frame.masks[0]) < 0.1
+
+
+def test_a_prompt_on_frame_k_segments_the_object_where_it_is_on_frame_k(pipeline):
+    rng = np.random.default_rng(11)
+    while True:  # a clip in which the prompted object moves away from where it started
+        video = random_video(rng, 6, W, H, num_objects=2)
+        k, obj = 4, 0
+        if video.masks[obj, k].sum() > 300 and mask_iou(video.masks[obj, 0], video.masks[obj, k]) < 0.2:
+            break
+    ys, xs = np.nonzero(video.masks[obj, k])
+    centre = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
+    prompt = PointPrompt(object_index=0, frame_index=k, x=float(xs[centre]), y=float(ys[centre]))
+    masks = pipeline.segment_prompt(list(video.images), _stamps(6), prompt).masks
+    assert mask_iou(masks[k], video.masks[obj, k]) >= 0.6
+    assert mask_iou(masks[k], video.masks[obj, 0]) < 0.2
