@@ -24,12 +24,10 @@ from unipixel_ros.training.evaluate import CATEGORIES, evaluate
 from unipixel_ros.training.recipe import DEFAULT_RECIPE
 from unipixel_ros.training.trainer import Trainer
 
-SHIPPED = SYNTHETIC_MODEL_DIR
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(SHIPPED))
+    parser.add_argument("--model", default=str(SYNTHETIC_MODEL_DIR))
     parser.add_argument("--steps", type=int, default=6, help="training steps timed per stage")
     parser.add_argument("--count", type=int, default=6, help="evaluation requests per category")
     parser.add_argument("--threads", type=int, default=2)

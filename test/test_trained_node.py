@@ -8,23 +8,19 @@ carry.
 """
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import Point  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from helpers.perception_client import Client, image_msg, mono_pixels, stamp_of, wait_for  # noqa: E402
+from helpers.ros_client import interrupt, ros_args, spawn  # noqa: E402
 from unipixel_ros.msg import ObjectMasksArray  # noqa: E402
 from unipixel_ros.srv import ListObjects, Query  # noqa: E402
 from unipixel_ros.synthetic.scenes import Scene, SceneObject, random_scene  # noqa: E402
@@ -52,26 +48,20 @@ def clip() -> Scene:
     return Scene(W, H, objects, background, seed=5)
 
 
+def log(stderr) -> str:
+    stderr.seek(0)
+    return stderr.read()
+
+
 @pytest.fixture(scope="module")
 def node():
-    with tempfile.TemporaryDirectory() as tmp:
-        params = Path(tmp) / "params.yaml"
-        params.write_text(yaml.safe_dump({"/**": {"ros__parameters": PARAMS}}))
-        stderr = (Path(tmp) / "stderr.txt").open("w+")
-        proc = subprocess.Popen([sys.executable, "-m", "unipixel_ros.ros.node", "--ros-args", "-r", f"__ns:={NS}",
-                                 "--params-file", str(params)], env=dict(os.environ), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = spawn(["-m", "unipixel_ros.ros.node", *ros_args(NS, PARAMS)], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             yield proc, stderr
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            stderr.close()
+            interrupt(proc, timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +87,9 @@ def streamed(node):
             reply = replies[-1]
             return reply.success and bool(reply.frame_stamps) and stamp_of(reply.frame_stamps[-1]) == stamps[-1]
 
-        stderr.flush()
         wait_for(lambda: proc.poll() is not None or holds_all(), 120,
-                 f"the node to load the model and hold the clip; last reply {replies[-1:]}, "
-                 f"log:\n{Path(stderr.name).read_text()}")
-        assert proc.poll() is None, Path(stderr.name).read_text()
+                 f"the node to load the model and hold the clip; last reply {replies[-1:]}, log:\n{log(stderr)}")
+        assert proc.poll() is None, log(stderr)
         yield client, frames, stamps
     finally:
         client.close()

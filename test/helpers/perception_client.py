@@ -4,10 +4,7 @@ records topics, as a user's code would."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,8 +20,9 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 
+from helpers.ros_client import interrupt, spawn
+
 HELPERS = Path(__file__).resolve().parent
-ROOT = HELPERS.parents[1]
 NODE_NAME = "unipixel"
 
 
@@ -52,12 +50,11 @@ class NodeProcess:
             files.append(tmp / "params.yaml")
             files[-1].write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
         self._stderr = (tmp / "stderr.txt").open("w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HELPERS / "perception_node.py"), "--fake-log", str(self.fake_log),
+        self.proc = spawn(
+            [str(HELPERS / "perception_node.py"), "--fake-log", str(self.fake_log),
              "--token-delay", str(token_delay), "--ros-args", "-r", f"__ns:={namespace}",
              *(arg for f in files for arg in ("--params-file", str(f)))],
-            cwd=ROOT, env=dict(os.environ), text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._stderr)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
 
     @property
     def fqn(self) -> str:
@@ -83,13 +80,7 @@ class NodeProcess:
         return [c for c in calls if kind is None or c["call"] == kind]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc)
         self._stderr.close()
         self._tmp.cleanup()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,17 @@ def ros_args(namespace: str, params: dict[str, Any]) -> list[str]:
 def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen:
     """A child process with this test session's ROS environment (domain, loopback-only discovery)."""
     return subprocess.Popen([sys.executable, *argv], env=dict(os.environ), cwd=ROOT, text=True, **kwargs)
+
+
+def interrupt(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Stop a node process as Ctrl-C does (so it shuts down cleanly), killing it if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class NodeHost:
