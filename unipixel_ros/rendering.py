@@ -7,8 +7,9 @@ ROS-free so the node, the demo and the tests draw the same pictures.
   overlap the later one wins; the node passes them in increasing id order, so the newest
   object is on top. ``uint16`` is what ``mono16`` carries and what PNG stores losslessly.
 * Overlay: the camera image in BGR (OpenCV's and RViz's ``bgr8``) with each visible
-  object blended in its own colour, outlined, and tagged with its id and label; lost
-  objects are listed in the top-left corner instead of being drawn.
+  object blended in its own colour, outlined, and tagged with its id and label (on a dark
+  plate above the object, moved inside the picture and shortened with "..." where it
+  would not fit); lost objects are listed in the top-left corner instead of being drawn.
 """
 from __future__ import annotations
 
@@ -68,9 +69,9 @@ def overlay(image_rgb: np.ndarray, objects: Sequence[OverlayObject], alpha: floa
         raise RenderError(f"expected an RGB uint8 image (H, W, 3), got {image_rgb.dtype} {image_rgb.shape}")
     out = np.ascontiguousarray(image_rgb[..., ::-1])
     shape = out.shape[:2]
-    scale = max(0.35, min(shape) / 480)
-    thickness = max(1, int(round(scale * 2)))
-    tags: list[tuple[str, tuple[int, int], tuple[int, int, int]]] = []
+    font = _Font.for_image(shape)
+    outline = max(1, int(round(min(shape) / 240)))
+    tags: list[tuple[str, np.ndarray, tuple[int, int, int]]] = []
     lost: list[str] = []
     for obj in objects:
         mask = _check_mask(obj.mask, shape, obj.object_id)
@@ -82,19 +83,67 @@ def overlay(image_rgb: np.ndarray, objects: Sequence[OverlayObject], alpha: floa
         blended = out[mask].astype(np.float32) * (1.0 - alpha) + np.float32(alpha) * np.float32(colour)
         out[mask] = np.round(blended).astype(np.uint8)
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, colour, thickness)
+        cv2.drawContours(out, contours, -1, colour, outline)
+        tags.append((name, mask, colour))
+    # The lost list first, so that tags of objects at the top go below it instead of over it.
+    free_from = font.tag(out, "lost: " + ", ".join(lost), 0, 0, (255, 255, 255)) if lost else 0
+    for text, mask, colour in tags:
         ys, xs = np.nonzero(mask)
-        tags.append((name, (int(xs.min()), max(int(ys.min()) - 4, int(12 * scale))), colour))
-    for text, origin, colour in tags:
-        _text(out, text, origin, colour, scale)
-    if lost:
-        _text(out, "lost: " + ", ".join(lost), (4, int(16 * scale)), (255, 255, 255), scale)
+        font.tag(out, text, int(xs.min()), int(ys.min()), colour, free_from)
     return out
 
 
-def _text(image: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int],
-          scale: float) -> None:
-    """Text with a dark outline so it reads on any background."""
-    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale
-    cv2.putText(image, text, origin, font, size, (0, 0, 0), max(2, int(3 * scale)), cv2.LINE_AA)
-    cv2.putText(image, text, origin, font, size, colour, max(1, int(scale)), cv2.LINE_AA)
+@dataclass(frozen=True)
+class _Font:
+    """Tags: text on a dark plate, sized to the image, kept whole inside it.
+
+    The Hershey font's word spaces are a few pixels wide at a readable size and vanish
+    when it is drawn smaller or with a thick stroke, so the size has a floor and the
+    stroke stays thin; a plate instead of a stroked outline keeps the spaces clear.
+    """
+
+    size: float
+    thickness: int
+    pad: int
+    margin: int = 1
+    face: int = cv2.FONT_HERSHEY_SIMPLEX
+    ellipsis: str = "..."          # the Hershey fonts have ASCII glyphs only
+
+    @classmethod
+    def for_image(cls, shape: tuple[int, int]) -> _Font:
+        size = max(0.4, min(shape) / 960)
+        return cls(size=size, thickness=1 if size < 0.8 else 2, pad=max(1, int(round(3 * size))))
+
+    def width(self, text: str) -> int:
+        return cv2.getTextSize(text, self.face, self.size, self.thickness)[0][0]
+
+    def fit(self, text: str, max_width: int) -> str:
+        """``text``, or its longest prefix followed by an ellipsis, that is at most ``max_width``
+        wide; empty when not even the ellipsis fits."""
+        if self.width(text) <= max_width:
+            return text
+        for end in range(len(text) - 1, -1, -1):
+            shortened = text[:end].rstrip() + self.ellipsis
+            if self.width(shortened) <= max_width:
+                return shortened
+        return ""
+
+    def tag(self, image: np.ndarray, text: str, x: int, top: int, colour: tuple[int, int, int],
+            free_from: int = 0) -> int:
+        """Draw ``text`` with its plate's left edge at ``x`` and its bottom just above row ``top``
+        (below it where there is no room above row ``free_from``), moved and shortened to stay
+        inside ``image``. Returns the first row below the plate (``free_from`` if nothing fits)."""
+        height, width = image.shape[:2]
+        text = self.fit(text, width - 2 * (self.margin + self.pad))
+        (text_w, text_h), baseline = cv2.getTextSize(text, self.face, self.size, self.thickness)
+        plate_w, plate_h = text_w + 2 * self.pad, text_h + baseline + 2 * self.pad
+        first = max(free_from, self.margin)
+        if not text or first + plate_h > height - self.margin:
+            return free_from
+        x0 = min(max(x, self.margin), width - self.margin - plate_w)
+        y0 = top - plate_h if top - plate_h >= first else max(top, first)
+        y0 = min(y0, height - self.margin - plate_h)
+        cv2.rectangle(image, (x0, y0), (x0 + plate_w - 1, y0 + plate_h - 1), (0, 0, 0), cv2.FILLED)
+        cv2.putText(image, text, (x0 + self.pad, y0 + self.pad + text_h), self.face, self.size, colour,
+                    self.thickness, cv2.LINE_AA)
+        return y0 + plate_h
