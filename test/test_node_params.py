@@ -158,3 +158,44 @@ def test_named_qos_profiles() -> None:
     with pytest.raises(QosError) as err:
         qos_profile("reliable", 0)
     assert err.value.field == "depth"
+
+
+def test_an_empty_camera_list_says_that_no_camera_is_configured(tmp_path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    cameras: []\n")
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(params)], context=context)
+    try:
+        node = UniPixelNode("empty_cameras_test", context=context, components=())
+        try:
+            assert node.get_parameter("cameras").value is None     # how a YAML [] arrives
+            with pytest.raises(ParameterError) as err:
+                load_config(node)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    assert err.value.names == ["cameras"]
+    assert "no camera is configured" in str(err.value)
+    assert "cameras: [front]" in str(err.value)                    # says how to configure one
+
+
+def test_a_declared_empty_camera_list_says_the_same(make_node) -> None:
+    with pytest.raises(ParameterError) as err:
+        load_config(make_node(cameras=[]))
+    assert "no camera is configured" in str(err.value)
+
+
+@pytest.mark.ros
+def test_configure_names_bad_node_and_model_parameters_in_one_error() -> None:
+    from helpers.perception_client import NodeProcess
+
+    node = NodeProcess("/params_one_pass", {"cameras": ["front"], "window.max_frames": -1,
+                                            "model.dtype": "bogus"})
+    try:
+        assert node.proc.wait(60) == 1
+        failed = [line for line in node.log().splitlines() if "configure failed" in line]
+    finally:
+        node.stop()
+    assert len(failed) == 1, failed
+    assert "window.max_frames: " in failed[0] and "model.dtype: " in failed[0]

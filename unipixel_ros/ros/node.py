@@ -37,7 +37,7 @@ from unipixel_ros.ros.params import (
     load_config,
     read_auto_start,
 )
-from unipixel_ros.ros.perception import Perception
+from unipixel_ros.ros.perception import Perception, read_perception_config
 
 NODE_NAME = "unipixel"
 
@@ -74,7 +74,7 @@ class UniPixelNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            config = load_config(self)
+            config = load_config(self, also=(read_perception_config,))   # one error names them all
             self._ingest = CameraIngest(self, config)
             self._components = [self._ingest]
             context = NodeContext(node=self, config=config, feeds=self._ingest.feeds)

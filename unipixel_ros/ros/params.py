@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,9 @@ from unipixel_ros.ros.conversions import CONVERTER_BACKENDS
 from unipixel_ros.ros.qos import QOS_NAMES, QosError, qos_profile
 
 TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
+NO_CAMERA = ("no camera is configured: list the camera names, e.g. 'cameras: [front]' in the "
+             "parameters file or '-p cameras:=[front]', and give each one its "
+             "cameras.<name>.image_topic (default <name>/image_raw)")
 CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
@@ -114,6 +117,7 @@ class ParameterError(ValueError):
     """One or more parameters are invalid; ``names`` lists them, the message says why."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = list(problems)           # (name, why), so callers can merge reports
         self.names = [name for name, _ in problems]
         super().__init__("invalid parameters: " + "; ".join(f"{n}: {why}" for n, why in problems))
 
@@ -211,11 +215,12 @@ class _Checker:
 
 def _read_cameras(check: _Checker) -> tuple[CameraConfig, ...]:
     names = check.get("cameras")
+    if names is None or names == []:    # a YAML ``[]`` or ``-p cameras:=[]`` arrives unset (None)
+        check.fail("cameras", NO_CAMERA)
+        return ()
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         check.fail("cameras", f"must be a list of camera names, got {names!r}")
         return ()
-    if not names:
-        check.fail("cameras", "no cameras configured; list at least one camera name")
     specs = {spec.name: spec for spec in CAMERA_PARAMS}
     cameras = []
     for name in dict.fromkeys(names):
@@ -258,8 +263,16 @@ def _read_qos(check: _Checker, direction: str) -> tuple[str, int]:
     return name, depth
 
 
-def load_config(node: Node) -> NodeConfig:
-    """Read and validate every parameter; raises :class:`ParameterError` naming each bad one."""
+ParameterReader = Callable[[Node], object]
+"""Reads and validates another group of parameters, raising :class:`ParameterError`."""
+
+
+def load_config(node: Node, also: Iterable[ParameterReader] = ()) -> NodeConfig:
+    """Read and validate every parameter; raises :class:`ParameterError` naming each bad one.
+
+    ``also`` are the readers of the groups read elsewhere (the model side's): they run
+    here too, so that one error names every bad parameter, not one group per attempt.
+    """
     check = _Checker(node)
     cameras = _read_cameras(check)
     window = _read_window(check)
@@ -268,6 +281,11 @@ def load_config(node: Node) -> NodeConfig:
     period = check.real("diagnostics.period_s")
     if not (isinstance(period, float) and math.isfinite(period) and period > 0):
         check.fail("diagnostics.period_s", f"must be a finite number > 0, got {period!r}")
+    for read in also:
+        try:
+            read(node)
+        except ParameterError as exc:
+            check.problems.extend(exc.problems)
     if check.problems:
         raise ParameterError(check.problems)
     return NodeConfig(cameras=cameras, window=window,
