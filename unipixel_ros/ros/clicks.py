@@ -258,7 +258,7 @@ class ClickHandler:
         with self._lock:
             received, created, ignored, last = self._received, self._created, self._ignored, self._last_problem
         return [DiagnosticStatus(
-            level=DiagnosticStatus.OK, name=f"{self._node.get_name()}: clicks",
+            level=DiagnosticStatus.OK, name=f"{self._node.get_fully_qualified_name()}: clicks",
             message=f"{created} objects from {received} clicks" + (f"; last ignored: {last}" if last else ""),
             values=[KeyValue(key="mode", value=self._settings.mode),
                     KeyValue(key="received", value=str(received)), KeyValue(key="created", value=str(created)),

@@ -186,7 +186,7 @@ class Perception:
         else:
             level, message = DiagnosticStatus.WARN, "not loaded (inactive)"
         model = DiagnosticStatus(
-            level=level, name=f"{self._node.get_name()}: model", message=message,
+            level=level, name=f"{self._node.get_fully_qualified_name()}: model", message=message,
             values=[KeyValue(key="model", value=settings.model_id), KeyValue(key="device", value=settings.device),
                     KeyValue(key="dtype", value=settings.dtype),
                     KeyValue(key="decoder_backend", value=settings.decoder_backend),
