@@ -137,3 +137,80 @@ def test_memory_prompt_counts_as_the_objects_prompt() -> None:
     with pytest.raises(PromptError, match=r"two prompts for \[0\]"):
         validate_request("What is [0]?", [MemoryPrompt(object_index=0, memory_id=3),
                                           PointPrompt(object_index=0, frame_index=0, x=1, y=1)], 4, 64, 48)
+
+
+# ---------------------------------------------------------------- request size limits
+
+def test_request_limits_refuse_oversize_requests_naming_the_parameter():
+    from unipixel_ros.prompts import DEFAULT_MAX_PROMPTS, RequestLimits
+
+    many = [point(k=k) for k in range(DEFAULT_MAX_PROMPTS + 1)]
+    text = " ".join(f"[{k}]" for k in range(len(many)))
+    with pytest.raises(PromptError, match=r"17 visual prompts in one request; at most 16 are allowed "
+                                          r"\(query.max_prompts\)"):
+        validate_request(text, many, 2, W, H)
+    validate_request(text.rsplit(" ", 1)[0], many[:-1], 2, W, H)
+
+    two_masks = [mask(k=0), mask(k=1)]
+    limits = RequestLimits(max_prompt_pixels=2 * W * H - 1)
+    with pytest.raises(PromptError, match=rf"the mask prompts hold {2 * W * H} pixels; at most {2 * W * H - 1} "
+                                          r"per request are allowed \(query.max_prompt_pixels\)"):
+        validate_request("[0] [1]", two_masks, 2, W, H, limits)
+    validate_request("[0] [1]", two_masks, 2, W, H, RequestLimits(max_prompt_pixels=2 * W * H))
+
+    with pytest.raises(PromptError, match=r"the text is 9 tokens long; at most 8 are allowed \(query.max_text_tokens\)"):
+        RequestLimits(max_text_tokens=8).check_text_tokens(9)
+    RequestLimits(max_text_tokens=8).check_text_tokens(8)
+
+
+@pytest.mark.parametrize("field, value", [("max_prompts", 0), ("max_text_tokens", -1), ("max_prompt_pixels", 1.5),
+                                          ("max_prompts", True)])
+def test_request_limits_must_be_positive_integers(field, value):
+    from unipixel_ros.prompts import RequestLimits
+
+    with pytest.raises(ValueError, match=f"{field} must be an integer >= 1"):
+        RequestLimits(**{field: value})
+
+
+@pytest.mark.parametrize("prompt, message", [
+    (PointPrompt(object_index=0, frame_index=1.5, x=1, y=1), r"frame index must be an integer, got 1.5"),
+    (PointPrompt(object_index=True, frame_index=0, x=1, y=1), r"object index must be an integer, got True"),
+    (PointPrompt(object_index=0, frame_index=0, x="3", y=1), r"x must be a number, got '3'"),
+    (BoxPrompt(object_index=0, frame_index=0, x0=1, y0=None, x1=5, y1=5), r"y0 must be a number, got None"),
+    (PointPrompt(object_index=0, frame_index=0, x=1e300, y=1), r"point \(1e\+300, 1\) is outside"),
+    (BoxPrompt(object_index=0, frame_index=0, x0=0, y0=0, x1=3.4e38, y1=5), r"is outside the 65x47 image"),
+    (PointPrompt(object_index=0, frame_index=2**70, x=1, y=1), "is outside the window of 2 frames"),
+])
+def test_numeric_fields_are_checked_for_type_and_range(prompt, message):
+    with pytest.raises(PromptError, match=message):
+        validate_request("[0] [1]" if prompt.object_index is True else "[0]", [prompt], 2, W, H)
+
+
+def test_memory_prompt_ids_must_be_integers():
+    from unipixel_ros.prompts import MemoryPrompt
+
+    with pytest.raises(PromptError, match=r"memory id must be an integer, got 2.0"):
+        validate_request("[0]", [MemoryPrompt(object_index=0, memory_id=2.0)], 2, W, H)
+
+
+# ---------------------------------------------------------------- the pre-fill question: training vs inference
+
+@pytest.mark.parametrize("question, expected", [
+    ("What is [0] <|ref|> doing", "What is [0] <|ref|> doing. Please localize the relevant objects with IDs."),
+    ("What is [0] <|ref|> doing?", "What is [0] <|ref|> doing? Please localize the relevant objects with IDs."),
+    ("Describe [0] <|ref|>.", "Describe [0] <|ref|>. Please localize the relevant objects with IDs."),
+    ("Look at [0] <|ref|>!", "Look at [0] <|ref|>! Please localize the relevant objects with IDs."),
+    ("[0] <|ref|> [1] <|ref|>", "[0] <|ref|> [1] <|ref|>. Please localize the relevant objects with IDs."),
+    ("Where is [0] <|ref|>?  ", "Where is [0] <|ref|>? Please localize the relevant objects with IDs."),
+])
+def test_inference_prefill_question_ends_the_question_with_a_sentence_mark(question, expected):
+    from unipixel_ros.prompts import localize_objects_question_at_inference
+
+    assert localize_objects_question_at_inference(question) == expected
+
+
+def test_training_prefill_question_adds_no_period():
+    assert localize_objects_question("What is [0] <|ref|> doing") == (
+        "What is [0] <|ref|> doing Please localize the relevant objects with IDs.")
+    assert localize_objects_question("What is [0] <|ref|> doing?") == (
+        "What is [0] <|ref|> doing? Please localize the relevant objects with IDs.")

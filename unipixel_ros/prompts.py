@@ -11,12 +11,19 @@ formats around them. How the published checkpoints expect them:
 * Segmenting named objects ("pre-fill" of the object memory): the question is wrapped as
   ``"<question> Please localize the relevant objects with IDs."`` and the assistant turn
   is ``"[0] <|seg|> [1] <|seg|>"`` (one ``[k] <|seg|>`` per object, space separated).
+  The training text joins question and suffix as they are; the authors' inference ends
+  the question with "." first. Inference here ends a question that has no sentence mark
+  with "." and keeps one that ends in "?", "." or "!"
+  (:func:`localize_objects_question_at_inference`); training keeps the trained text
+  (:func:`localize_objects_question`).
 * Free-text segmentation: the model writes ``<|seg|>`` itself; the request styles below
   are the phrasings it was trained on.
 * ``<|mem|>`` appears only in the object-memory prefix built by :mod:`unipixel_ros.memory`.
 
 Prompt types are plain frozen dataclasses (no ROS), with pixel coordinates of the
 original camera image and ``frame_index`` into the request's frame window.
+:class:`RequestLimits` bounds how big one request may be, because one request holds the
+model, and with it every other query, click and tracking step, until it is done.
 """
 from __future__ import annotations
 
@@ -38,10 +45,54 @@ OBJECT_REFERENCE = re.compile(r"\[(\d+)\]")
 _REF_MARK = re.compile(r"\[(\d+)\] " + re.escape(REF_TOKEN))
 
 LOCALIZE_OBJECTS_SUFFIX = "Please localize the relevant objects with IDs."
+SENTENCE_MARKS: tuple[str, ...] = ("?", ".", "!")
+
+DEFAULT_MAX_PROMPTS = 16
+DEFAULT_MAX_TEXT_TOKENS = 1024
+DEFAULT_MAX_PROMPT_PIXELS = 4 * 3840 * 2160      # four 4K (UHD) mask images
 
 
 class PromptError(ValueError):
     """A request's text or visual prompts cannot be given to the model as they are."""
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """The largest request the model takes: visual prompts, text tokens (the model's
+    tokenizer counts them) and pixels of the mask prompts together (the node decodes
+    each mask image before anything else runs).
+
+    The refusals name the node parameters that set each bound (``query.max_prompts``,
+    ``query.max_text_tokens``, ``query.max_prompt_pixels``).
+    """
+
+    max_prompts: int = DEFAULT_MAX_PROMPTS
+    max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS
+    max_prompt_pixels: int = DEFAULT_MAX_PROMPT_PIXELS
+
+    def __post_init__(self) -> None:
+        for name in ("max_prompts", "max_text_tokens", "max_prompt_pixels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    def check_prompt_count(self, count: int) -> None:
+        if count > self.max_prompts:
+            raise PromptError(f"{count} visual prompts in one request; at most {self.max_prompts} are "
+                              "allowed (query.max_prompts)")
+
+    def check_text_tokens(self, tokens: int) -> None:
+        if tokens > self.max_text_tokens:
+            raise PromptError(f"the text is {tokens} tokens long; at most {self.max_text_tokens} are allowed "
+                              "(query.max_text_tokens)")
+
+    def check_prompt_pixels(self, pixels: int) -> None:
+        if pixels > self.max_prompt_pixels:
+            raise PromptError(f"the mask prompts hold {pixels} pixels; at most {self.max_prompt_pixels} per "
+                              "request are allowed (query.max_prompt_pixels)")
+
+
+DEFAULT_LIMITS = RequestLimits()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,8 +223,19 @@ def compose_question(text: str, prompts: Sequence[VisualPrompt]) -> str:
 
 
 def localize_objects_question(question: str) -> str:
-    """Wrap a question for segmenting its named objects (the memory pre-fill pass)."""
+    """Wrap a question for segmenting its named objects (the memory pre-fill pass), as the
+    training text does: question and suffix joined by a space, nothing added."""
     return f"{question} {LOCALIZE_OBJECTS_SUFFIX}"
+
+
+def localize_objects_question_at_inference(question: str) -> str:
+    """The pre-fill pass question as inference asks it: the authors' inference puts "." after
+    the question; a question that already ends in a sentence mark ("?", ".", "!") keeps it
+    alone, so "What is [0] <|ref|>?" does not become "?."."""
+    question = question.rstrip()
+    if not question.endswith(SENTENCE_MARKS):
+        question += "."
+    return localize_objects_question(question)
 
 
 def segmentation_answer(object_indices: Iterable[int]) -> str:
@@ -190,9 +252,33 @@ def _is_finite(*values: float) -> bool:
     return all(math.isfinite(float(v)) for v in values)
 
 
+def _is_integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_numbers(prompt: VisualPrompt, name: str) -> None:
+    """Every numeric field has the type the model's arithmetic needs (indices are integers)."""
+    integers = {"object index": prompt.object_index}
+    integers.update({"memory id": prompt.memory_id} if isinstance(prompt, MemoryPrompt)
+                    else {"frame index": prompt.frame_index})
+    for field_name, value in integers.items():
+        if not _is_integer(value):
+            raise PromptError(f"{name}: {field_name} must be an integer, got {value!r}")
+    coordinates = {PointPrompt: ("x", "y"), BoxPrompt: ("x0", "y0", "x1", "y1")}.get(type(prompt), ())
+    for field_name in coordinates:
+        value = getattr(prompt, field_name)
+        if not _is_real(value):
+            raise PromptError(f"{name}: {field_name} must be a number, got {value!r}")
+
+
 def _check_prompt(prompt: VisualPrompt, num_frames: int, width: int, height: int) -> None:
     k = prompt.object_index
     name = f"prompt for [{k}]"
+    _check_numbers(prompt, name)
     if k < 0:
         raise PromptError(f"object index must be >= 0, got {k}")
     if isinstance(prompt, MemoryPrompt):
@@ -230,16 +316,26 @@ def _check_prompt(prompt: VisualPrompt, num_frames: int, width: int, height: int
         raise PromptError(f"unknown prompt type {type(prompt).__name__}")
 
 
+def prompt_pixels(prompts: Iterable[VisualPrompt]) -> int:
+    """Pixels of the mask prompts together (what :attr:`RequestLimits.max_prompt_pixels` bounds)."""
+    return sum(int(np.asarray(p.mask).size) for p in prompts if isinstance(p, MaskPrompt))
+
+
 def validate_request(text: str, prompts: Sequence[VisualPrompt], num_frames: int, width: int,
-                     height: int) -> None:
+                     height: int, limits: RequestLimits = DEFAULT_LIMITS) -> None:
     """Reject a request the model cannot answer as asked; the message names the problem.
 
-    Rules: at least one frame; text or prompts; user text does not contain the special
-    tokens; prompts are finite and inside the image (points in [0, W) x [0, H), box
-    corners in [0, W] x [0, H] with x0 < x1 and y0 < y1, masks H x W and non-empty);
-    one prompt per object; when the text is not empty, it names every prompted object
-    as ``[k]`` and every object it names has a prompt (if any prompts are given).
+    Rules: at least one frame; text or prompts; at most ``limits.max_prompts`` prompts whose
+    masks hold at most ``limits.max_prompt_pixels`` pixels; user text does not contain the
+    special tokens; indices are integers; prompts are finite and inside the image (points
+    in [0, W) x [0, H), box corners in [0, W] x [0, H] with x0 < x1 and y0 < y1, masks
+    H x W and non-empty); one prompt per object; when the text is not empty, it names
+    every prompted object as ``[k]`` and every object it names has a prompt (if any
+    prompts are given). The text's token count is the pipeline's to check: it owns the
+    tokenizer.
     """
+    limits.check_prompt_count(len(prompts))
+    limits.check_prompt_pixels(prompt_pixels(prompts))
     if num_frames < 1:
         raise PromptError("no frames: the camera window is empty")
     if width < 1 or height < 1:
