@@ -25,9 +25,9 @@ from unipixel_ros.decoders.factory import ArtifactPaths, create_decoder_backend 
 from unipixel_ros.decoders.onnx_export import export_decoder_onnx  # noqa: E402
 from unipixel_ros.decoders.ort_backend import OnnxRuntimeMaskDecoder  # noqa: E402
 from unipixel_ros.decoders.parity import random_inputs  # noqa: E402
-from unipixel_ros.decoders.sam2_source import tiny_sam2  # noqa: E402
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder  # noqa: E402
 from unipixel_ros.geometry import SAM_IMAGE_SIZE  # noqa: E402
+from unipixel_ros.model.sam2_source import tiny_sam2  # noqa: E402
 
 
 def median_ms(backend: MaskDecoderBackend, inputs, repeats: int, sync: bool) -> float:

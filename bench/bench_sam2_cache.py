@@ -15,9 +15,9 @@ import time
 import numpy as np
 import torch
 
-from unipixel_ros.decoders.sam2_source import build_sam2_model, tiny_sam2
 from unipixel_ros.model.feature_cache import FeatureCache
 from unipixel_ros.model.sam2_engine import Sam2Engine
+from unipixel_ros.model.sam2_source import build_sam2_model, tiny_sam2
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -5,7 +5,7 @@ import argparse
 
 from torch import nn
 
-from unipixel_ros.decoders.sam2_source import load_sam2_from_checkpoint, tiny_sam2
+from unipixel_ros.model.sam2_source import load_sam2_from_checkpoint, tiny_sam2
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

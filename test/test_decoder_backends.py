@@ -20,10 +20,10 @@ from unipixel_ros.decoders.factory import ArtifactPaths, UnknownBackend, create_
 from unipixel_ros.decoders.graph import DecoderShapes
 from unipixel_ros.decoders.onnx_export import (DECODER_METADATA_KEY, OnnxDecoderError, OnnxDecoderInfo,
                                                read_decoder_info, weights_fingerprint)
-from unipixel_ros.decoders.sam2_source import tiny_sam2
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
 from unipixel_ros.decoders.trt_backend import EngineMismatch, check_engine
 from unipixel_ros.decoders.trt_build import ProfileSpec
+from unipixel_ros.model.sam2_source import tiny_sam2
 
 ORIN = RuntimeIdentity(tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7")
 

@@ -8,8 +8,8 @@ from unipixel_ros.decoders.graph import (DecoderShapeError, DecoderShapes, MaskD
                                          UnsupportedSam2Config, padding_prompt, seed_prompt,
                                          upsample_masks)
 from unipixel_ros.decoders.parity import random_inputs
-from unipixel_ros.decoders.sam2_source import tiny_sam2
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
+from unipixel_ros.model.sam2_source import tiny_sam2
 
 IMAGE_SIZE = 128  # 8x8 embedding, 32x32 masks: small, and not UniPixel's 768
 

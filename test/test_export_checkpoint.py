@@ -9,9 +9,9 @@ from export import export_onnx
 from unipixel_ros.decoders.onnx_export import read_decoder_info, weights_fingerprint
 from unipixel_ros.decoders.ort_backend import OnnxRuntimeMaskDecoder
 from unipixel_ros.decoders.parity import TOLERANCES, random_inputs, run_parity
-from unipixel_ros.decoders.sam2_source import Sam2SourceError, build_sam2_model, load_sam2_from_checkpoint
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
 from unipixel_ros.model.loader import CheckpointError
+from unipixel_ros.model.sam2_source import Sam2SourceError, build_sam2_model, load_sam2_from_checkpoint
 
 IMAGE_SIZE = 128
 

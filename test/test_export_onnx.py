@@ -13,8 +13,8 @@ from unipixel_ros.decoders.onnx_export import (INPUT_NAMES, OBJECTS_AXIS, OUTPUT
                                                read_decoder_info, weights_fingerprint)
 from unipixel_ros.decoders.ort_backend import OnnxRuntimeMaskDecoder
 from unipixel_ros.decoders.parity import TOLERANCES, random_inputs, run_parity
-from unipixel_ros.decoders.sam2_source import tiny_sam2
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
+from unipixel_ros.model.sam2_source import tiny_sam2
 
 IMAGE_SIZE = 128
 REPO = Path(__file__).resolve().parents[1]

@@ -62,7 +62,7 @@ def test_real_engine_build_and_parity(tmp_path, precision):
     from unipixel_ros.decoders.factory import ArtifactPaths, create_decoder_backend
     from unipixel_ros.decoders.onnx_export import file_sha256
     from unipixel_ros.decoders.parity import TOLERANCES, random_inputs, run_parity
-    from unipixel_ros.decoders.sam2_source import tiny_sam2
+    from unipixel_ros.model.sam2_source import tiny_sam2
     from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
 
     sam2 = tiny_sam2(256).cuda()

@@ -16,11 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unipixel_ros.decoders.sam2_source import tiny_sam2
 from unipixel_ros.geometry import sam_preprocess
 from unipixel_ros.model.feature_cache import CacheCapacityError, FeatureCache
 from unipixel_ros.model.sam2_engine import (ClickError, FrameError, Sam2Engine, SegTokenError, TrackError,
                                             TrackState)
+from unipixel_ros.model.sam2_source import tiny_sam2
 
 IMAGE_SIZE = 128
 H, W = 96, 128

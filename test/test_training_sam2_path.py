@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from unipixel_ros.decoders.graph import seed_prompt
-from unipixel_ros.decoders.sam2_source import tiny_sam2
 from unipixel_ros.model.sam2_engine import Sam2Engine
+from unipixel_ros.model.sam2_source import tiny_sam2
 from unipixel_ros.synthetic import random_video
 from unipixel_ros.training.sam2_path import Sam2PathError, encode_frames, segment_clip
 

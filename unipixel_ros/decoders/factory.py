@@ -19,7 +19,7 @@ from torch import nn
 
 from unipixel_ros.decoders import BACKENDS
 from unipixel_ros.decoders.base import MaskDecoderBackend
-from unipixel_ros.decoders.sam2_source import sam2_of
+from unipixel_ros.decoders.sam2_module import sam2_of
 from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
 
 LOG = logging.getLogger(__name__)

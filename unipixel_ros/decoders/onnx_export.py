@@ -33,7 +33,7 @@ from torch import nn
 from unipixel_ros.decoders.base import DecoderInputs, DecoderOutputs
 from unipixel_ros.decoders.graph import DecoderShapes, MaskDecoderGraph
 from unipixel_ros.decoders.onnx_checks import MIN_OPSET, check_tensorrt_compatible
-from unipixel_ros.decoders.sam2_source import sam2_of
+from unipixel_ros.decoders.sam2_module import sam2_of
 
 INPUT_NAMES = tuple(f.name for f in dataclasses.fields(DecoderInputs))
 OUTPUT_NAMES = tuple(f.name for f in dataclasses.fields(DecoderOutputs))

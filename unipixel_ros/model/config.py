@@ -40,7 +40,7 @@ def resolve_sam2_config(name: str) -> tuple[str, tuple[str, ...]]:
         version, size = published.groups()
         return f"configs/{version}/{version}_hiera_{size}.yaml", ()
     if name == TINY_SAM2_CONFIG:
-        from unipixel_ros.decoders.sam2_source import TINY_CONFIG, TINY_OVERRIDES
+        from unipixel_ros.model.sam2_source import TINY_CONFIG, TINY_OVERRIDES
         return TINY_CONFIG, tuple(TINY_OVERRIDES)
     if name.startswith("configs/") and name.endswith(".yaml"):
         return name, ()

@@ -108,7 +108,7 @@ class PixelQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration
 
     def __init__(self, config: PixelQwen2_5_VLConfig) -> None:
         super().__init__(config)
-        from unipixel_ros.decoders.sam2_source import build_sam2_model
+        from unipixel_ros.model.sam2_source import build_sam2_model
 
         sam2_file, sam2_overrides = resolve_sam2_config(config.sam2_config)
         self.sam2 = build_sam2_model(sam2_file, config.sam2_image_size, sam2_overrides)

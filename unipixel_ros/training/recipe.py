@@ -185,7 +185,7 @@ def _align_prompt_attention(sam2: torch.nn.Module, generator: torch.Generator) -
 
 def build_untrained_model(seed: int) -> tuple[PixelQwen2_5_VLForConditionalGeneration, object]:
     """The synthetic model with fresh weights (SAM 2 with its own initialisation) and its processor."""
-    from unipixel_ros.decoders.sam2_source import build_sam2_model
+    from unipixel_ros.model.sam2_source import build_sam2_model
     from unipixel_ros.model.config import resolve_sam2_config
 
     processor = build_synthetic_processor()

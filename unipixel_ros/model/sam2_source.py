@@ -1,15 +1,17 @@
-"""Building a SAM 2 model (``SAM2Base``) to take the mask decoder from.
+"""Building SAM 2 models (``SAM2Base``): UniPixel's own, a tiny random one, or a checkpoint's.
 
-The exporter, benchmark and tests need a SAM 2 model without the whole UniPixel
-model: from a pip-sam2 config (UniPixel uses SAM 2.1 hiera-b+ at 768 px) with an
-optional state dict, or a tiny random one, or from a UniPixel checkpoint (a local
-folder or a Hugging Face id), whose ``sam2.*`` tensors ``load_sam2_from_checkpoint``
-reads through the UniPixel loader.
+From a pip-sam2 config (UniPixel uses SAM 2.1 hiera-b+ at 768 px) with an optional
+state dict, as the UniPixel model builds its ``.sam2``; a tiny random one for tests,
+export checks and benchmarks; or from a UniPixel checkpoint (a local folder or a
+Hugging Face id), whose ``sam2.*`` tensors ``load_sam2_from_checkpoint`` reads through
+the UniPixel loader, so exporting the mask decoder needs no memory for the language
+model. This is model building: the decoder backends (``unipixel_ros.decoders``) take a
+built model and never import this package.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -73,16 +75,6 @@ def tiny_sam2(image_size: int = 256, seed: int = 0) -> nn.Module:
         for mlp in decoder.output_hypernetworks_mlps:
             mlp.layers[-1].weight.mul_(30.0)
     return model
-
-
-def sam2_of(model: Any) -> nn.Module:
-    """The SAM2Base inside a UniPixel model (its ``.sam2``), or ``model`` itself."""
-    from sam2.modeling.sam2_base import SAM2Base
-
-    sam2 = getattr(model, "sam2", model)
-    if not isinstance(sam2, SAM2Base):
-        raise Sam2SourceError(f"{type(model).__name__} is neither a SAM2Base nor has a .sam2 SAM2Base")
-    return sam2
 
 
 def load_sam2_from_checkpoint(source: str | Path) -> nn.Module:
