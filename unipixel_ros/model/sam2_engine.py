@@ -14,6 +14,9 @@ object-pointer projection) without patching the library:
   frame of the window (a box is two points labelled 2 and 3, as SAM 2's video
   predictor feeds it), then propagation forward to the newest frame and backward to
   the oldest, in that order, as SAM 2's video predictor does when asked for both.
+* A drawn mask: SAM 2's mask prompt (``use_mask_input_as_output_without_sam``, as every
+  SAM 2.1 config sets it): the mask is that frame's output as given, encoded into
+  memory, and propagated like a click.
 * Tracking: a ``TrackState`` (plain data the caller owns, one per object) is stepped
   onto each new camera frame. A live stream is treated as a long video, so object
   pointers are normalised by SAM 2's pointer limit (16 frames), not by a window length.
@@ -33,6 +36,7 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from torch import nn
 
@@ -295,6 +299,37 @@ class Sam2Engine:
         return sparse, multimask
 
     @torch.inference_mode()
+    def segment_mask(self, frames: Sequence[np.ndarray], keys: Sequence[Hashable], frame_index: int,
+                     mask: np.ndarray) -> ObjectSegmentation:
+        """Segment an object drawn as a mask (H x W, True = object) on ``frame_index`` on every frame.
+
+        As SAM 2's video predictor takes a mask: resized to the SAM frame (bilinear,
+        antialiased, >= 0.5), used as that frame's mask logits (+-10) without a decoder
+        pass, its object pointer decoded from the downsampled mask, then encoded into
+        memory and propagated forward to the last frame and backward to the first. The
+        seed frame's mask in the result is the given mask itself.
+        """
+        _check_frames(frames, keys)
+        if not 0 <= frame_index < len(frames):
+            raise ClickError(f"frame_index {frame_index} is outside the {len(frames)} frames")
+        given = np.asarray(mask, dtype=bool)
+        if given.shape != frames[frame_index].shape[:2]:
+            raise ClickError(f"mask of shape {given.shape} does not match the frame's {frames[frame_index].shape[:2]}")
+        if not given.any():
+            raise ClickError("the mask is empty")
+        if not self.sam2.use_mask_input_as_output_without_sam:
+            raise EngineConfigError("mask prompts need a SAM 2 model that uses mask inputs as outputs "
+                                    "(use_mask_input_as_output_without_sam=True, as SAM 2.1 does)")
+        feats = self.features(frames, keys)
+        with self._autocast():
+            segmentation = self._segment_window(frames, feats, frame_index, mask_inputs=self._mask_input(given))
+        seed = segmentation.frames[frame_index]
+        segmentation.frames[frame_index] = FrameMask(mask=given.copy(), score=seed.score,
+                                                     object_score=seed.object_score,
+                                                     low_res_logits=seed.low_res_logits)
+        return segmentation
+
+    @torch.inference_mode()
     def track(self, state: TrackState, frame: np.ndarray, key: Hashable) -> FrameMask:
         """Step one object onto the next camera frame (frame index ``state.last_index + 1``).
 
@@ -349,13 +384,17 @@ class Sam2Engine:
         return coords, point_labels
 
     def _segment_window(self, frames: Sequence[np.ndarray], feats: list[FrameFeatures], seed: int,
-                        sparse: torch.Tensor, multimask: bool) -> ObjectSegmentation:
-        """Seed on frame ``seed`` with ``sparse``, then propagate forward and backward."""
+                        sparse: torch.Tensor | None = None, multimask: bool = False,
+                        mask_inputs: torch.Tensor | None = None) -> ObjectSegmentation:
+        """Seed on frame ``seed`` with ``sparse`` (or with ``mask_inputs``, a mask on the SAM
+        frame), then propagate forward and backward."""
         state = TrackState(cond={})
         horizon = len(frames)
-        decoded: dict[int, _Decoded] = {
-            seed: self._step(state, feats[seed], seed, sparse, multimask, cond=True,
-                             horizon=horizon, reverse=False)}
+        if mask_inputs is not None:
+            first = self._mask_step(state, feats[seed], seed, mask_inputs)
+        else:
+            first = self._step(state, feats[seed], seed, sparse, multimask, cond=True, horizon=horizon, reverse=False)
+        decoded: dict[int, _Decoded] = {seed: first}
         track_sparse = padding_prompt(self.sam2, 1)
         track_multimask = self.sam2._use_multimask(False, None)
         for reverse, order in ((False, range(seed + 1, horizon)), (True, range(seed - 1, -1, -1))):
@@ -378,6 +417,32 @@ class Sam2Engine:
             current_vision_pos_embeds=vision_pos, feat_sizes=sizes, output_dict=state.output_dict(),
             num_frames=horizon, track_in_reverse=reverse)
         decoded = self._decode(pix_feat, feats, sparse, multimask)
+        self._remember(state, feats, index, decoded, cond)
+        return decoded
+
+    def _mask_input(self, mask: np.ndarray) -> torch.Tensor:
+        """H x W bool mask -> [1, 1, S, S] float 0/1 on the SAM frame, as SAM 2's video predictor resizes it."""
+        m = torch.from_numpy(np.ascontiguousarray(mask)).to(self.device, torch.float32)[None, None]
+        if tuple(m.shape[-2:]) == (self.image_size, self.image_size):
+            return m
+        resized = F.interpolate(m, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
+                                antialias=True)
+        return (resized >= 0.5).float()
+
+    def _mask_step(self, state: TrackState, feats: FrameFeatures, index: int, mask_inputs: torch.Tensor) -> _Decoded:
+        """The seed frame of a mask prompt: SAM 2's mask-as-output on the frame's own features
+        (no memory attention: it is an initial conditioning frame), then the memory encoder."""
+        low_res, _, iou, _, _, obj_ptr, object_score = self.sam2._use_mask_as_output(
+            feats.image_embed, [feats.feat_s0, feats.feat_s1], mask_inputs)
+        decoded = _Decoded(masks=low_res.float(), iou=iou, obj_ptr=obj_ptr, object_score=object_score)
+        self._remember(state, feats, index, decoded, cond=True)
+        return decoded
+
+    def _remember(self, state: TrackState, feats: FrameFeatures, index: int, decoded: _Decoded, cond: bool) -> None:
+        """Encode a decoded frame into the object's memory (``state.cond`` for a prompted frame)."""
+        sam = self.sam2
+        vision = [feats.image_embed.flatten(2).permute(2, 0, 1)]
+        sizes = [tuple(feats.image_embed.shape[-2:])]
         high_res = upsample_mask_logits(decoded.masks, self.image_size, self.image_size)
         # Prompted frames count as "mask from points" exactly as SAM 2's video predictor encodes them.
         maskmem, maskmem_pos = sam._encode_new_memory(
@@ -387,7 +452,6 @@ class Sam2Engine:
                  "maskmem_pos_enc": self._shared_pos(state, maskmem_pos),
                  "obj_ptr": decoded.obj_ptr}
         (state.cond if cond else state.recent)[index] = entry
-        return decoded
 
     @staticmethod
     def _shared_pos(state: TrackState, pos: list[torch.Tensor]) -> list[torch.Tensor]:
