@@ -224,3 +224,81 @@ def test_concurrent_writer_and_readers_see_consistent_snapshots() -> None:
         t.join()
     assert not errors
     assert stamps(w) == list(range(3000 - 16, 3000))
+
+
+class FakeClock:
+    """Arrival time for a window, advanced by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def clocked_window(duration_s: float = 1.0) -> tuple[FrameWindow, FakeClock]:
+    clock = FakeClock()
+    return FrameWindow(WindowLimits(duration_s, 1000, 10**9), clock=clock), clock
+
+
+def stream(w: FrameWindow, clock: FakeClock, first_ns: int, count: int, period_ns: int = 100 * MS) -> list[int]:
+    """Adds ``count`` frames arriving ``period_ns`` apart; returns their stamps."""
+    out = []
+    for i in range(count):
+        stamp = first_ns + i * period_ns
+        assert w.add(frame(stamp)) is Admission.STORED
+        out.append(stamp)
+        clock.now += period_ns / NS_PER_S
+    return out
+
+
+def test_one_frame_stamped_an_hour_ahead_is_held_then_dropped_and_the_window_keeps_its_frames() -> None:
+    w, clock = clocked_window()
+    before = stream(w, clock, 100 * NS_PER_S, 5)
+    assert w.add(frame(before[-1] + 3600 * NS_PER_S)) is Admission.HELD
+    assert stamps(w) == before and w.latest().stamp_ns == before[-1]
+    clock.now += 0.1
+    after = stream(w, clock, before[-1] + 100 * MS, 3)
+    assert stamps(w) == before + after
+    stats = w.stats()
+    assert (stats.stamp_outliers, stats.stamp_resets, w.epoch) == (1, 0, 0)
+    assert w.add(frame(before[-1] + 3600 * NS_PER_S)) is Admission.HELD    # not taken for a duplicate
+
+
+def test_stamps_that_stay_an_hour_ahead_move_the_window_on_without_a_new_epoch() -> None:
+    w, clock = clocked_window()
+    before = stream(w, clock, 100 * NS_PER_S, 5)
+    jump = before[-1] + 3600 * NS_PER_S
+    assert w.add(frame(jump)) is Admission.HELD
+    clock.now += 0.1
+    assert w.add(frame(jump + 100 * MS)) is Admission.STORED
+    assert stamps(w) == [jump, jump + 100 * MS]       # the old frames left by the duration bound
+    assert (w.stats().stamp_outliers, w.epoch) == (0, 0)   # stamps still increase: same timeline
+
+
+def test_a_gap_as_long_in_arrival_time_as_in_stamps_is_not_a_jump() -> None:
+    w, clock = clocked_window()
+    before = stream(w, clock, 100 * NS_PER_S, 3)
+    clock.now += 30.0                                  # the camera was silent for 30 s
+    assert w.add(frame(before[-1] + 30 * NS_PER_S)) is Admission.STORED
+    assert stamps(w) == [before[-1] + 30 * NS_PER_S]
+
+
+def test_a_backward_jump_starts_a_new_epoch_read_together_with_the_newest_frame() -> None:
+    w, clock = clocked_window()
+    assert w.latest_with_epoch() == (0, None)
+    stream(w, clock, 100 * NS_PER_S, 3)
+    looped = stream(w, clock, 1 * NS_PER_S, 2)
+    epoch, newest = w.latest_with_epoch()
+    assert (epoch, newest.stamp_ns, w.epoch, w.stats().stamp_resets) == (1, looped[-1], 1, 1)
+    assert stamps(w) == looped
+
+
+def test_clear_forgets_a_held_frame() -> None:
+    w, clock = clocked_window()
+    stream(w, clock, 100 * NS_PER_S, 2)
+    assert w.add(frame(5000 * NS_PER_S)) is Admission.HELD
+    w.clear()
+    clock.now += 0.1
+    assert w.add(frame(5000 * NS_PER_S + 100 * MS)) is Admission.STORED
+    assert stamps(w) == [5000 * NS_PER_S + 100 * MS]

@@ -75,3 +75,46 @@ def test_a_full_camera_bank_refuses_more(store: ObjectStore) -> None:
     with pytest.raises(MemoryFullError):
         store.add("a", "3", [(1, mask(True), 1.0)])
     assert store.add("b", "other camera", [(1, mask(True), 1.0)]) == 3
+
+
+class Timeline:
+    """What the store follows: a camera window's epoch, bumped by hand here."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+
+def test_a_new_timeline_drops_the_old_masks_but_keeps_the_objects_and_their_tracking() -> None:
+    timeline, state = Timeline(), object()
+    store = ObjectStore(["a", "b"], max_objects=2, max_frames_per_object=3, timelines={"a": timeline})
+    object_id = store.add("a", "cup", [(100, mask(True), 0.9), (110, mask(True), 0.8)], tracking=state)
+    other = store.add("b", "mug", [(100, mask(True), 0.9)])
+    bank_id = store.bank_id("a", object_id)
+    store.record_tracking("a", 120, {bank_id: TrackedMask(mask(True), 0.9, True)})
+    assert store.get(object_id).last_seen_ns == 120
+
+    timeline.epoch = 1                                  # camera a's stamps went back (a looped bag)
+    obj = store.get(object_id)
+    assert (obj.label, obj.lost, obj.record.stamps, obj.mask_at(110)) == ("cup", False, (), None)
+    assert (obj.first_seen_ns, obj.last_seen_ns) == (None, None)
+    assert store.bank("a").tracking(bank_id) is state   # it goes on from the tracker's own memory
+    assert store.get(other).record.stamps == (100,)      # other cameras keep theirs
+
+    store.bank("a").add_frame(bank_id, 5, mask(True), 0.9)     # the pipeline's step on the new timeline
+    store.record_tracking("a", 5, {bank_id: TrackedMask(mask(True), 0.9, True)}, epoch=1)
+    obj = store.get(object_id)
+    assert (obj.record.stamps, obj.first_seen_ns, obj.last_seen_ns) == ((5,), 5, 5)
+
+
+def test_a_step_on_a_frame_of_the_old_timeline_is_not_recorded() -> None:
+    timeline = Timeline()
+    store = ObjectStore(["a"], max_objects=2, max_frames_per_object=3, timelines={"a": timeline})
+    object_id = store.add("a", "cup", [(100, mask(True), 0.9)])
+    bank_id = store.bank_id("a", object_id)
+    bank = store.bank("a")
+    timeline.epoch = 1                                   # the window restarted during the step,
+    assert store.get(object_id).record.stamps == ()      # and the store followed it at once;
+    bank.add_frame(bank_id, 110, mask(True), 0.9)       # then the pipeline stored the old frame's mask
+    store.record_tracking("a", 110, {bank_id: TrackedMask(mask(True), 0.9, True)}, epoch=0)
+    obj = store.get(object_id)
+    assert (obj.record.stamps, obj.last_seen_ns) == ((), None)

@@ -15,12 +15,18 @@ Conventions
   bounds together: a new frame evicts the oldest ones until the span
   ``newest - oldest`` is at most ``duration_s``, the count at most ``max_frames``
   and the summed image bytes at most ``max_bytes``.
+* Stamps can jump (a bag played in a loop, a simulator reset, ``use_sim_time``
+  switched, a driver restart). The window owns the camera's timeline: its
+  ``epoch`` counts the restarts, and whatever is keyed on stamps (the tracker's
+  "newer than the last stamp", kept objects' per-frame masks) follows it.
 """
 from __future__ import annotations
 
 import bisect
 import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -133,11 +139,12 @@ class Admission(str, Enum):
     DUPLICATE_STAMP = "duplicate_stamp"          # same stamp as a held or the newest seen frame
     TOO_OLD = "too_old"                          # older than everything the bounds keep
     TOO_LARGE = "frame_exceeds_max_bytes"        # one image alone is over ``max_bytes``
+    HELD = "held_stamp_jump"                     # far ahead of the newest: kept aside until the next frame
 
     @property
     def is_drop(self) -> bool:
         """True for the outcomes that lose a frame the user did not ask to skip."""
-        return self not in (Admission.STORED, Admission.DECIMATED)
+        return self not in (Admission.STORED, Admission.DECIMATED, Admission.HELD)
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,8 @@ class WindowStats:
     oldest_ns: int | None
     newest_ns: int | None
     evicted: int
-    stamp_resets: int
+    stamp_resets: int              # timeline restarts (stamps jumped back); the window's epoch
+    stamp_outliers: int            # single frames stamped far ahead that the next frame did not follow
     limits: WindowLimits = field(repr=False)
 
     @property
@@ -181,11 +189,22 @@ class FrameWindow:
     Out-of-order stamps are inserted at their place. A stamp that jumps back further
     than ``duration_s`` behind the newest frame cannot be transport reordering; it
     means the source's clock restarted (a looping bag, a restarted simulation), so
-    the window is emptied and starts again from that frame (``stamp_resets`` counts it).
+    the window is emptied and starts again from that frame, and :attr:`epoch` (also
+    ``stamp_resets``) goes up: stamps of the old timeline mean nothing on the new one.
+
+    A stamp further ahead of the newest frame than both ``duration_s`` and the time
+    that really passed since that frame arrived (``clock``, the arrival clock; a camera
+    that was silent for a minute is not a jump) is a leap: one bad stamp, or the clock
+    moved on (``use_sim_time`` switched off). One frame cannot tell, so the frame is
+    held aside (HELD) and the next one decides: if that one also leaps, time moved on,
+    the held frame is stored and the older frames leave by the duration bound (stamps
+    still increase, so the epoch stays); if it continues the old stamps, the held frame
+    was an outlier and is dropped (``stamp_outliers``), the window untouched by it.
     """
 
-    def __init__(self, limits: WindowLimits) -> None:
+    def __init__(self, limits: WindowLimits, clock: Callable[[], float] = time.monotonic) -> None:
         self._limits = limits
+        self._clock = clock
         self._lock = threading.Lock()
         self._frames: list[Frame] = []
         self._stamps: list[int] = []
@@ -194,10 +213,19 @@ class FrameWindow:
         self._newest_seen_ns: int | None = None
         self._evicted = 0
         self._stamp_resets = 0
+        self._stamp_outliers = 0
+        self._newest_arrival = 0.0     # arrival clock when the newest held frame came
+        self._held: tuple[Frame, float] | None = None   # a leaping frame and its arrival
 
     @property
     def limits(self) -> WindowLimits:
         return self._limits
+
+    @property
+    def epoch(self) -> int:
+        """The timeline's number: goes up each time the stamps jump back and the window restarts."""
+        with self._lock:
+            return self._stamp_resets
 
     # -- writing -------------------------------------------------------------------------
 
@@ -228,23 +256,28 @@ class FrameWindow:
             return Admission.TOO_LARGE
         stamp = frame.stamp_ns
         with self._lock:
-            if self._holds(stamp):
+            if self._holds(stamp) or (self._held is not None and self._held[0].stamp_ns == stamp):
                 return Admission.DUPLICATE_STAMP
+            now = self._clock()
+            leaps = self._leaps_locked(stamp, now)
+            if self._held is not None:
+                held, held_at = self._held
+                self._held = None
+                if leaps:                                  # time moved on: the held frame was right
+                    self._store_locked(held, held_at)
+                    leaps = self._leaps_locked(stamp, now)
+                else:
+                    self._stamp_outliers += 1
+                    self._newest_seen_ns = max(stamp, self._stamps[-1])
+            if leaps:
+                self._held = (frame, now)
+                return Admission.HELD
             if self._stamps and stamp < self._stamps[-1] - self._limits.duration_ns:
                 self._reset_locked()
                 self._stamp_resets += 1
                 self._newest_seen_ns = stamp
                 self._usable_seen = 1
-            pos = bisect.bisect_left(self._stamps, stamp)
-            newer = self._frames[pos:]
-            if (len(newer) + 1 > self._limits.max_frames
-                    or sum(f.nbytes for f in newer) + frame.nbytes > self._limits.max_bytes):
-                return Admission.TOO_OLD
-            self._stamps.insert(pos, stamp)
-            self._frames.insert(pos, frame)
-            self._bytes += frame.nbytes
-            self._evicted += self._evict_locked()
-            return Admission.STORED
+            return self._store_locked(frame, now)
 
     def add(self, frame: Frame) -> Admission:
         """:meth:`admit` then :meth:`insert`, for a frame that is already decoded."""
@@ -256,6 +289,29 @@ class FrameWindow:
         with self._lock:
             self._reset_locked()
 
+    def _leaps_locked(self, stamp_ns: int, now: float) -> bool:
+        """Whether ``stamp_ns`` is further ahead of the newest frame than the window's
+        duration plus the time that passed since that frame arrived."""
+        if not self._stamps:
+            return False
+        passed_ns = max(0.0, now - self._newest_arrival) * NS_PER_S
+        return stamp_ns - self._stamps[-1] > self._limits.duration_ns + passed_ns
+
+    def _store_locked(self, frame: Frame, arrival: float) -> Admission:
+        stamp = frame.stamp_ns
+        pos = bisect.bisect_left(self._stamps, stamp)
+        newer = self._frames[pos:]
+        if (len(newer) + 1 > self._limits.max_frames
+                or sum(f.nbytes for f in newer) + frame.nbytes > self._limits.max_bytes):
+            return Admission.TOO_OLD
+        if pos == len(self._stamps):
+            self._newest_arrival = arrival
+        self._stamps.insert(pos, stamp)
+        self._frames.insert(pos, frame)
+        self._bytes += frame.nbytes
+        self._evicted += self._evict_locked()
+        return Admission.STORED
+
     def _holds(self, stamp_ns: int) -> bool:
         i = bisect.bisect_left(self._stamps, stamp_ns)
         return i < len(self._stamps) and self._stamps[i] == stamp_ns
@@ -266,6 +322,7 @@ class FrameWindow:
         self._bytes = 0
         self._usable_seen = 0
         self._newest_seen_ns = None
+        self._held = None
 
     def _evict_locked(self) -> int:
         """Drop oldest frames until all bounds hold; returns how many were dropped."""
@@ -292,6 +349,11 @@ class FrameWindow:
         """The newest frame, or None while the window is empty."""
         with self._lock:
             return self._frames[-1] if self._frames else None
+
+    def latest_with_epoch(self) -> tuple[int, Frame | None]:
+        """The epoch and the newest frame, read together (the frame belongs to that timeline)."""
+        with self._lock:
+            return self._stamp_resets, self._frames[-1] if self._frames else None
 
     def last_frames(self, count: int) -> tuple[Frame, ...]:
         """The newest ``count`` frames (fewer if the window holds fewer), oldest first."""
@@ -343,6 +405,7 @@ class FrameWindow:
                 newest_ns=self._stamps[-1] if self._stamps else None,
                 evicted=self._evicted,
                 stamp_resets=self._stamp_resets,
+                stamp_outliers=self._stamp_outliers,
                 limits=self._limits,
             )
 

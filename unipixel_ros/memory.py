@@ -116,6 +116,22 @@ class ObjectMemoryBank:
         with self._lock:
             self._put(self._entry(object_id), stamp_ns, mask, score)
 
+    def clear_frames(self) -> None:
+        """Drop every object's per-frame masks, keeping the objects, labels and tracker state.
+
+        For a camera whose stamps restarted: masks keyed by the old timeline's stamps must
+        not be matched to new frames that happen to carry the same stamps; the tracker's
+        own state still holds the object, so tracking goes on from where it was.
+        """
+        with self._lock:
+            for entry in self._objects.values():
+                entry.frames.clear()
+
+    def discard_frame(self, object_id: int, stamp_ns: int) -> None:
+        """Drop an object's mask on frame ``stamp_ns`` if one is held."""
+        with self._lock:
+            self._entry(object_id).frames.pop(int(stamp_ns), None)
+
     def attach_tracking(self, object_id: int, state: object) -> None:
         """Keep the tracker's state for an object (SAM 2 memory; opaque here) with the object,
         so removing the object also ends its tracking."""

@@ -9,12 +9,19 @@ node ids and maps them to (camera, bank id). It also keeps what the bank does no
 whether an object was visible on the newest tracked frame (``lost``) and when it was
 first and last seen, which outlives the bank's bounded per-object frame history.
 ROS-free and thread-safe.
+
+Masks and seen times are keyed by camera stamps, so they belong to the camera's
+timeline, which its frame window owns (:attr:`unipixel_ros.frames.FrameWindow.epoch`).
+The store follows each camera's epoch: when it changes (the stamps jumped back), the
+camera's per-frame masks and seen times are dropped, while the objects themselves, their
+ids, labels and tracker state stay, so tracking goes on on the new timeline.
 """
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -28,6 +35,13 @@ class UnknownObjectError(MemoryBankError):
 
 class UnknownCameraError(MemoryBankError):
     """A camera name the store was not built with."""
+
+
+class Timeline(Protocol):
+    """What the store follows per camera (a :class:`~unipixel_ros.frames.FrameWindow`)."""
+
+    @property
+    def epoch(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,9 @@ class _Status:
     first_seen_ns: int | None
     last_seen_ns: int | None
 
+    def forget_stamps(self) -> None:
+        self.first_seen_ns = self.last_seen_ns = None
+
     def saw(self, stamp_ns: int, visible: bool) -> None:
         self.lost = not visible
         if visible:
@@ -73,24 +90,44 @@ class _Status:
 class ObjectStore:
     """Per-camera memory banks with node-wide ids (see the module doc)."""
 
-    def __init__(self, cameras: Iterable[str], max_objects: int, max_frames_per_object: int) -> None:
+    def __init__(self, cameras: Iterable[str], max_objects: int, max_frames_per_object: int,
+                 timelines: Mapping[str, Timeline] | None = None) -> None:
         self._banks = {name: ObjectMemoryBank(max_objects, max_frames_per_object) for name in cameras}
         self._lock = threading.RLock()
         self._status: dict[int, _Status] = {}
         self._by_bank: dict[tuple[str, int], int] = {}
         self._next_id = 1
+        self._timelines = dict(timelines or {})
+        self._epochs = {name: timeline.epoch for name, timeline in self._timelines.items()}
 
     @property
     def cameras(self) -> tuple[str, ...]:
         return tuple(self._banks)
 
     def bank(self, camera: str) -> ObjectMemoryBank:
-        """The camera's bank, as the pipeline takes it."""
+        """The camera's bank, as the pipeline takes it (on the camera's current timeline)."""
         try:
-            return self._banks[camera]
+            bank = self._banks[camera]
         except KeyError:
             raise UnknownCameraError(
                 f"unknown camera '{camera}' (configured: {', '.join(self._banks)})") from None
+        self._follow(camera, bank)
+        return bank
+
+    def _follow(self, camera: str, bank: ObjectMemoryBank) -> None:
+        """Drop what belongs to the camera's old timeline once its epoch moved on."""
+        timeline = self._timelines.get(camera)
+        if timeline is None:
+            return
+        with self._lock:
+            epoch = timeline.epoch
+            if epoch == self._epochs[camera]:
+                return
+            self._epochs[camera] = epoch
+            bank.clear_frames()
+            for status in self._status.values():
+                if status.camera == camera:
+                    status.forget_stamps()
 
     def add(self, camera: str, label: str, frames: Iterable[tuple[int, np.ndarray, float]],
             tracking: object | None = None) -> int:
@@ -122,11 +159,20 @@ class ObjectStore:
             self._by_bank[(camera, bank_id)] = object_id
             return object_id
 
-    def record_tracking(self, camera: str, stamp_ns: int, tracked: Mapping[int, TrackedMask]) -> None:
+    def record_tracking(self, camera: str, stamp_ns: int, tracked: Mapping[int, TrackedMask],
+                        epoch: int | None = None) -> None:
         """Note one tracking step (bank id -> mask on frame ``stamp_ns``; the pipeline has
         stored the masks in the bank). Objects of the camera missing from ``tracked`` count
-        as not visible."""
+        as not visible. ``epoch`` is the timeline of that frame: a step on a frame of a
+        timeline that has ended meanwhile is not recorded, and the masks the pipeline
+        stored for it are dropped."""
         with self._lock:
+            bank = self.bank(camera)
+            if epoch is not None and epoch != self._epochs.get(camera, 0):
+                for bank_id in tracked:
+                    if bank_id in bank:
+                        bank.discard_frame(bank_id, stamp_ns)
+                return
             for (cam, bank_id), object_id in self._by_bank.items():
                 if cam == camera:
                     step = tracked.get(bank_id)
@@ -170,8 +216,8 @@ class ObjectStore:
     def objects(self, camera: str | None = None) -> list[StoredObject]:
         """Snapshots of the kept objects (of one camera, or all), in id order."""
         with self._lock:
-            if camera is not None:
-                self.bank(camera)
+            for name in self.cameras if camera is None else (camera,):
+                self.bank(name)                    # unknown camera check, and its current timeline
             return [self._snapshot(i, s) for i, s in sorted(self._status.items())
                     if camera is None or s.camera == camera]
 
@@ -180,6 +226,7 @@ class ObjectStore:
             status = self._status.get(object_id)
             if status is None:
                 raise UnknownObjectError(f"no object with id {object_id} in memory")
+            self.bank(status.camera)
             return self._snapshot(object_id, status)
 
     def __len__(self) -> int:

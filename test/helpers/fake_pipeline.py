@@ -8,8 +8,10 @@ its inputs, so a test can predict every mask the node must return:
 * a memory prompt -> the object's newest mask held in the bank;
 * text without prompts -> one object per synthetic palette colour named in the text
   (pixels within :data:`COLOUR_TOLERANCE` of it);
-* tracking (objects carrying the double's tracking state): each keeps its newest non-empty
-  mask, visible unless the frame is black under it; the step is recorded in the bank.
+* tracking (objects carrying the double's :class:`FakeTrack` state): each keeps its newest
+  non-empty mask in that state, as SAM 2 keeps its memory in its own, so tracking goes on
+  when the bank's per-frame masks are dropped; visible unless the frame is black under it;
+  each step sleeps ``track_delay_s`` (a slow model) and is recorded in the bank.
 
 Like the real pipeline, ``query(remember=True)`` stores the objects in the bank with a
 tracking state, and ``segment_prompt`` returns one for the node to store.
@@ -27,6 +29,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +45,13 @@ DISC_RADIUS = 3
 COLOUR_TOLERANCE = 30
 DARK_LEVEL = 10          # mean intensity under a mask below this = not visible
 SCORE = 0.75
-TRACKING_STATE = "fake tracking state"   # what the double attaches to objects it can track
+
+
+@dataclass
+class FakeTrack:
+    """The double's tracking state of one object: its newest non-empty mask."""
+
+    mask: np.ndarray
 
 
 def frame_digest(image: np.ndarray) -> str:
@@ -76,12 +85,13 @@ class FakePipeline:
     """Deterministic :class:`~unipixel_ros.results.QueryPipeline` (see the module doc)."""
 
     def __init__(self, settings: ModelSettings, log: Callable[[str], None], log_path: str | None = None,
-                 token_delay_s: float = 0.0, tokens: int = 4) -> None:
+                 token_delay_s: float = 0.0, tokens: int = 4, track_delay_s: float = 0.0) -> None:
         self.settings = settings
         log(f"fake pipeline standing in for '{settings.model_id}'")
         self._log_path = Path(log_path) if log_path else None
         self._token_delay_s = token_delay_s
         self._tokens = tokens
+        self._track_delay_s = track_delay_s
         self._log_lock = threading.Lock()
         self._log("load", model_id=settings.model_id, device=settings.device, dtype=settings.dtype,
                   decoder_backend=settings.decoder_backend)
@@ -133,7 +143,8 @@ class FakePipeline:
         if remember and memory is not None:
             for obj in objects:
                 obj.memory_id = memory.add(obj.label, zip(stamps, obj.masks, obj.scores.tolist()))
-                memory.attach_tracking(obj.memory_id, TRACKING_STATE)
+                newest = next((m for m in reversed(obj.masks) if m.any()), obj.masks[-1])
+                memory.attach_tracking(obj.memory_id, FakeTrack(newest))
         return QueryResult(answer=answer, objects=objects, timings={"fake_model": time.perf_counter() - began})
 
     def segment_prompt(self, frames: Sequence[np.ndarray], stamps: Sequence[int],
@@ -144,17 +155,20 @@ class FakePipeline:
         mask = self._prompt_mask(prompt, shape, None)
         return SegmentedObject(label="click", masks=np.repeat(mask[None], t, axis=0),
                                scores=np.full(t, SCORE, np.float32), object_index=prompt.object_index,
-                               tracking=TRACKING_STATE)
+                               tracking=FakeTrack(mask))
 
     def track(self, memory: ObjectMemoryBank, frame: np.ndarray, stamp: int) -> dict[int, TrackedMask]:
         out = {}
-        for record in memory:
-            if memory.tracking(record.object_id) is not TRACKING_STATE:
+        for object_id in memory.ids():
+            state = memory.tracking(object_id)
+            if not isinstance(state, FakeTrack):
                 continue
-            mask = next((m for m in reversed(record.masks) if m.any()), record.masks[-1])
+            mask = state.mask
             visible = bool(mask.any()) and float(frame[mask].mean()) >= DARK_LEVEL
-            out[record.object_id] = TrackedMask(mask=mask if visible else np.zeros_like(mask), score=SCORE,
-                                                visible=visible)
+            out[object_id] = TrackedMask(mask=mask if visible else np.zeros_like(mask), score=SCORE,
+                                         visible=visible)
+        if out:
+            time.sleep(self._track_delay_s)
         for object_id, step in out.items():
             memory.add_frame(object_id, stamp, step.mask, step.score)
         self._log("track", stamp=stamp, digest=frame_digest(frame), ids=sorted(out))

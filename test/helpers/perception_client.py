@@ -40,7 +40,7 @@ class NodeProcess:
     of ``params_file`` when one is given."""
 
     def __init__(self, namespace: str, params: dict[str, Any], token_delay: float = 0.0,
-                 params_file: Path | None = None) -> None:
+                 params_file: Path | None = None, track_delay: float = 0.0) -> None:
         self.namespace = namespace
         self._tmp = tempfile.TemporaryDirectory()
         tmp = Path(self._tmp.name)
@@ -52,7 +52,8 @@ class NodeProcess:
         self._stderr = (tmp / "stderr.txt").open("w+")
         self.proc = spawn(
             [str(HELPERS / "perception_node.py"), "--fake-log", str(self.fake_log),
-             "--token-delay", str(token_delay), "--ros-args", "-r", f"__ns:={namespace}",
+             "--token-delay", str(token_delay), "--track-delay", str(track_delay),
+             "--ros-args", "-r", f"__ns:={namespace}",
              *(arg for f in files for arg in ("--params-file", str(f)))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
 

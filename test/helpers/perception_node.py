@@ -1,6 +1,6 @@
 """Runs the real UniPixel node with the pipeline double in place of the model.
 
-    python test/helpers/perception_node.py [--fake-log PATH] [--token-delay S] --ros-args ...
+    python test/helpers/perception_node.py [--fake-log PATH] [--token-delay S] [--track-delay S] --ros-args ...
 
 Everything is as ``unipixel_node`` runs it (same node class, components, parameters,
 lifecycle start and multi-threaded executor) except that the model-side component gets
@@ -31,8 +31,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fake-log", default=None, help="append every pipeline call here (JSON lines)")
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds per generated token")
+    parser.add_argument("--track-delay", type=float, default=0.0, help="seconds per tracking step")
     args, ros_argv = parser.parse_known_args()
-    loader = partial(FakePipeline, log_path=args.fake_log, token_delay_s=args.token_delay)
+    loader = partial(FakePipeline, log_path=args.fake_log, token_delay_s=args.token_delay,
+                     track_delay_s=args.track_delay)
     components = [partial(Perception, loader=loader) if c is Perception else c for c in node_module.COMPONENTS]
     rclpy.init(args=[sys.argv[0], *ros_argv])
     node = node_module.UniPixelNode(components=components)

@@ -23,10 +23,10 @@ import gc
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from unipixel_ros.results import QueryCancelled, QueryPipeline
@@ -89,6 +89,7 @@ class HostStats:
     tracking_skipped: int        # tracking steps skipped because the model was busy
     last_request_s: float
     load_seconds: float          # duration of the last load, or time spent so far while loading
+    tracking_skipped_by: Mapping[str, int] = field(default_factory=dict)   # the same, per camera
 
 
 class ModelHost:
@@ -113,7 +114,8 @@ class ModelHost:
         self._running = ""                       # LOADING, TRACKING or the request's name
         self._running_cancel: threading.Event | None = None
         self._waiting: deque[object] = deque()
-        self._served = self._refused = self._skipped = 0
+        self._served = self._refused = 0
+        self._skipped: Counter[str] = Counter()
         self._last_request_s = 0.0
 
     # -- loading ---------------------------------------------------------------------------
@@ -208,12 +210,15 @@ class ModelHost:
                 self._cond.notify_all()
 
     @contextmanager
-    def if_idle(self) -> Iterator[QueryPipeline | None]:
-        """The pipeline for a tracking step, or None when it is busy, waited for, or not loaded."""
+    def if_idle(self, who: str = TRACKING) -> Iterator[QueryPipeline | None]:
+        """The pipeline for a tracking step, or None when it is busy, waited for, or not loaded.
+
+        ``who`` (the camera) is what a step skipped because the model was busy is counted under.
+        """
         with self._cond:
             if self._pipeline is None or self._running or self._waiting:
                 if self._pipeline is not None:
-                    self._skipped += 1
+                    self._skipped[who] += 1
                 pipeline = None
             else:
                 self._running = TRACKING
@@ -234,8 +239,9 @@ class ModelHost:
             return HostStats(
                 loaded=self._pipeline is not None, load_error=self._load_error, running=self._running,
                 queued=len(self._waiting), served=self._served, refused=self._refused,
-                tracking_skipped=self._skipped, last_request_s=self._last_request_s,
-                load_seconds=time.monotonic() - self._load_started if loading else self._load_seconds)
+                tracking_skipped=self._skipped.total(), last_request_s=self._last_request_s,
+                load_seconds=time.monotonic() - self._load_started if loading else self._load_seconds,
+                tracking_skipped_by=dict(self._skipped))
 
     def _busy_message(self) -> str:
         if self._running == LOADING:

@@ -147,7 +147,8 @@ class Perception:
         node, config = context.node, read_perception_config(context.node)
         self._node = node
         self.host = ModelHost(config.model, config.busy_policy, config.max_queued, node.get_logger(), loader)
-        self.store = ObjectStore(context.feeds, config.max_objects, config.max_frames_per_object)
+        self.store = ObjectStore(context.feeds, config.max_objects, config.max_frames_per_object,
+                                 timelines={name: feed.window for name, feed in context.feeds.items()})
         output_qos = qos_profile(context.config.qos.output, context.config.qos.output_depth)
         self.tracker = Tracker(node, context.feeds, self.store, self.host, config.tracking_rate_hz, output_qos)
         self.query_server = QueryServer(node, context.feeds, self.store, self.host, config.query,

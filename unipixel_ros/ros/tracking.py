@@ -1,9 +1,10 @@
 """Tracking the kept objects on new frames, and publishing what is known about them.
 
-Per camera, a timer at ``tracking.rate_hz`` takes the newest frame (if it is new),
-steps every object of the camera's memory bank onto it with the pipeline (SAM 2's
-memory; skipped while a query or click holds the model) and publishes, stamped with
-that frame's header:
+Every camera asks for a step at ``tracking.rate_hz``; one scheduler
+(:mod:`unipixel_ros.tracking_schedule`) shares the model between them, most overdue
+camera first. A step takes the camera's newest frame (if it is new), steps every object
+of the camera's memory bank onto it with the pipeline (SAM 2's memory; skipped while a
+query or click holds the model) and publishes, stamped with that frame's header:
 
 * ``~/tracked_objects`` (``ObjectMasksArray``, all cameras on one topic, ``camera``
   says which): every kept object with its mask on the frame; an object that is not
@@ -15,13 +16,20 @@ that frame's header:
 
 The images are only drawn while someone subscribes. After a query or click adds objects,
 the same outputs are published for the frame they were segmented on.
+
+"New frame" means newer than the last one published, on the camera's current timeline:
+the frame window owns it (:attr:`~unipixel_ros.frames.FrameWindow.epoch`). When the
+camera's stamps jump back (a bag played in a loop, a simulator reset) the epoch moves
+on, the tracker forgets the old timeline's last stamp, the object store drops the old
+masks, and the kept objects go on being tracked from their tracker state; diagnostics
+say so for a while.
 """
 from __future__ import annotations
 
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +48,10 @@ from unipixel_ros.rendering import MAX_LABEL_ID, OverlayObject, label_image, ove
 from unipixel_ros.ros.ingest import CameraFeed
 from unipixel_ros.ros.messages import header, image_msg, object_masks_msg
 from unipixel_ros.ros.model_host import ModelHost
+from unipixel_ros.tracking_schedule import StepOutcome, StepScheduler
 
 TRACKED_OBJECTS_TOPIC = "~/tracked_objects"
+TIMELINE_NOTICE_S = 10.0       # how long the status tells that a camera's stamps jumped back
 
 
 def label_image_topic(camera: str) -> str:
@@ -57,8 +67,9 @@ class _CameraTracking:
     feed: CameraFeed
     label_pub: Publisher | None = None
     overlay_pub: Publisher | None = None
-    timer: Timer | None = None
+    epoch: int = 0                  # the window's timeline that last_stamp belongs to
     last_stamp: int = -1            # newest frame published for
+    timeline_changed_at: float | None = None   # monotonic time the stamps last jumped back
     steps: int = 0
     step_seconds: float = 0.0       # last tracking step's pipeline time
     failures: int = 0
@@ -76,17 +87,20 @@ def _frame_masks(objects: list[StoredObject], frame: Frame) -> list[tuple[Stored
 
 
 class Tracker:
-    """Node component: per-camera tracking timers and the tracked outputs."""
+    """Node component: the tracking scheduler and the tracked outputs."""
 
     def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
-                 rate_hz: float, qos: QoSProfile) -> None:
+                 rate_hz: float, qos: QoSProfile, clock: Callable[[], float] = time.monotonic) -> None:
         self._node = node
         self._store = store
         self._host = host
         self._rate_hz = rate_hz
         self._qos = qos
-        self._cameras = {name: _CameraTracking(feed) for name, feed in feeds.items()}
+        self._clock = clock
+        self._cameras = {name: _CameraTracking(feed, epoch=feed.window.epoch) for name, feed in feeds.items()}
         self._tracked_pub: Publisher | None = None
+        self._scheduler: StepScheduler | None = None
+        self._timer: Timer | None = None
         self._lock = threading.Lock()          # a tracking step and a query's publish_stored may race
 
     def activate(self) -> None:
@@ -94,19 +108,22 @@ class Tracker:
         for name, cam in self._cameras.items():
             cam.label_pub = self._node.create_publisher(Image, label_image_topic(name), self._qos)
             cam.overlay_pub = self._node.create_publisher(Image, overlay_topic(name), self._qos)
-            if self._rate_hz > 0:
-                cam.timer = self._node.create_timer(1.0 / self._rate_hz, lambda n=name: self.step(n),
-                                                    callback_group=MutuallyExclusiveCallbackGroup())
+        if self._rate_hz > 0:
+            scheduler = StepScheduler(list(self._cameras), self._rate_hz, self._clock)
+            self._scheduler = scheduler
+            self._timer = self._node.create_timer(scheduler.tick_s, lambda: scheduler.run_due(self.step),
+                                                  callback_group=MutuallyExclusiveCallbackGroup())
 
     def deactivate(self) -> None:
         with self._lock:
+            if self._timer is not None:
+                self._node.destroy_timer(self._timer)
+                self._timer = None
             for cam in self._cameras.values():
-                if cam.timer is not None:
-                    self._node.destroy_timer(cam.timer)
                 for pub in (cam.label_pub, cam.overlay_pub):
                     if pub is not None:
                         self._node.destroy_publisher(pub)
-                cam.timer = cam.label_pub = cam.overlay_pub = None
+                cam.label_pub = cam.overlay_pub = None
             if self._tracked_pub is not None:
                 self._node.destroy_publisher(self._tracked_pub)
                 self._tracked_pub = None
@@ -116,54 +133,71 @@ class Tracker:
 
     # -- work -------------------------------------------------------------------------------
 
-    def step(self, camera: str) -> None:
+    def step(self, camera: str) -> StepOutcome:
         """Track the camera's objects onto its newest frame (if new) and publish.
 
-        Timer callback: a failure is logged and counted, never raised into the executor.
+        Called by the scheduler's timer: a failure is logged and counted, never raised into
+        the executor (the camera's turn is used, so a failing camera does not keep it).
         """
         cam = self._cameras[camera]
         try:
-            self._step(camera, cam)
+            return self._step(camera, cam)
         except Exception as exc:
             if not self._node.context.ok():     # shutting down under a running step
-                return
+                return StepOutcome.NO_NEW_FRAME
             cam.failures += 1
             cam.last_error = f"{type(exc).__name__}: {exc}"
             self._node.get_logger().error(f"tracking on camera '{camera}' failed: {traceback.format_exc()}",
                                           throttle_duration_sec=10.0)
+            return StepOutcome.FAILED
 
-    def _step(self, camera: str, cam: _CameraTracking) -> None:
-        frame = cam.feed.window.latest()
-        if frame is None or frame.stamp_ns <= cam.last_stamp:
-            return
-        if len(self._store.bank(camera)):
-            with self._host.if_idle() as pipeline:
+    def _step(self, camera: str, cam: _CameraTracking) -> StepOutcome:
+        epoch, frame = cam.feed.window.latest_with_epoch()
+        with self._lock:
+            self._follow_timeline(camera, cam, epoch)
+            if frame is None or frame.stamp_ns <= cam.last_stamp:
+                return StepOutcome.NO_NEW_FRAME
+        bank = self._store.bank(camera)
+        if len(bank):
+            with self._host.if_idle(camera) as pipeline:
                 if pipeline is None:
-                    return
+                    return StepOutcome.MODEL_BUSY
                 began = time.perf_counter()
-                tracked = pipeline.track(self._store.bank(camera), frame.image, frame.stamp_ns)
+                tracked = pipeline.track(bank, frame.image, frame.stamp_ns)
                 cam.step_seconds = time.perf_counter() - began
-            self._store.record_tracking(camera, frame.stamp_ns, tracked)
+            self._store.record_tracking(camera, frame.stamp_ns, tracked, epoch)
             cam.steps += 1
             cam.last_error = ""
-        self.publish(camera, frame)
+        self.publish(camera, frame, epoch)
+        return StepOutcome.STEPPED
+
+    def _follow_timeline(self, camera: str, cam: _CameraTracking, epoch: int) -> None:
+        """Forget the last stamp once the camera's window started a new timeline (holds ``self._lock``)."""
+        if epoch > cam.epoch:
+            self._node.get_logger().warning(
+                f"camera '{camera}': stamps jumped back (last tracked frame {cam.last_stamp} ns); tracking "
+                "goes on on the new timeline, kept objects keep their ids, their old masks are dropped")
+            cam.epoch, cam.last_stamp, cam.timeline_changed_at = epoch, -1, self._clock()
 
     def publish_stored(self, camera: str, stamp_ns: int) -> None:
         """Publish the kept objects on a frame they were just segmented on (if it is still held)."""
-        frame = self._cameras[camera].feed.window.nearest(stamp_ns, 0)
+        window = self._cameras[camera].feed.window
+        epoch = window.epoch
+        frame = window.nearest(stamp_ns, 0)
         if frame is not None:
-            self.publish(camera, frame)
+            self.publish(camera, frame, epoch)
 
     def refresh(self, camera: str) -> None:
         """Publish again on the newest published frame (after objects were removed)."""
         self.publish_stored(camera, self._cameras[camera].last_stamp)
 
-    def publish(self, camera: str, frame: Frame) -> None:
-        """Publish every kept object of ``camera`` on ``frame``."""
+    def publish(self, camera: str, frame: Frame, epoch: int) -> None:
+        """Publish every kept object of ``camera`` on ``frame`` (of timeline ``epoch``)."""
         cam = self._cameras[camera]
         with self._lock:
-            if self._tracked_pub is None:
-                return
+            if self._tracked_pub is None or epoch != cam.feed.window.epoch:
+                return                          # inactive, or the frame's timeline has ended
+            self._follow_timeline(camera, cam, epoch)
             cam.last_stamp = max(cam.last_stamp, frame.stamp_ns)
             masks = _frame_masks(self._store.objects(camera), frame)
             msg = ObjectMasksArray(header=header(frame.stamp_ns, frame.frame_id), camera=camera)
@@ -188,19 +222,33 @@ class Tracker:
 
     def diagnostics(self) -> list[DiagnosticStatus]:
         statuses = []
-        skipped = self._host.stats().tracking_skipped
+        skipped = self._host.stats().tracking_skipped_by
         for name, cam in self._cameras.items():
             objects = self._store.objects(name)
             lost = sum(o.lost for o in objects)
-            level = DiagnosticStatus.WARN if cam.last_error else DiagnosticStatus.OK
-            message = (f"last step failed: {cam.last_error}" if cam.last_error else
-                       f"{len(objects)} objects ({lost} lost)" if self._rate_hz > 0 else "tracking off")
+            window = cam.feed.window.stats()
+            rate = self._scheduler.rate(name) if self._scheduler is not None else None
+            achieved = f"{rate.achieved_hz:.1f}" if rate is not None else "0.0"
+            since_jump = self._clock() - cam.timeline_changed_at if cam.timeline_changed_at is not None else None
+            jumped = since_jump is not None and since_jump < TIMELINE_NOTICE_S
+            if cam.last_error:
+                message = f"last step failed: {cam.last_error}"
+            elif self._rate_hz <= 0:
+                message = "tracking off"
+            else:
+                message = f"{len(objects)} objects ({lost} lost), {achieved} of {self._rate_hz:g} Hz"
+            if jumped:
+                message += f"; camera stamps jumped back {since_jump:.0f} s ago, tracking restarted on the new timeline"
+            level = DiagnosticStatus.WARN if cam.last_error or jumped else DiagnosticStatus.OK
             statuses.append(DiagnosticStatus(
-                level=level, name=f"{self._node.get_name()}: tracking {name}", message=message,
+                level=level, name=f"{self._node.get_fully_qualified_name()}: tracking {name}", message=message,
                 values=[KeyValue(key="objects", value=str(len(objects))), KeyValue(key="lost", value=str(lost)),
                         KeyValue(key="steps", value=str(cam.steps)),
                         KeyValue(key="step_seconds", value=f"{cam.step_seconds:.3f}"),
                         KeyValue(key="failures", value=str(cam.failures)),
-                        KeyValue(key="skipped_model_busy", value=str(skipped)),
-                        KeyValue(key="rate_hz", value=f"{self._rate_hz:g}")]))
+                        KeyValue(key="rate_asked_hz", value=f"{self._rate_hz:g}"),
+                        KeyValue(key="rate_achieved_hz", value=achieved),
+                        KeyValue(key="skipped_model_busy", value=str(skipped.get(name, 0))),
+                        KeyValue(key="timeline_resets", value=str(window.stamp_resets)),
+                        KeyValue(key="stamp_outliers", value=str(window.stamp_outliers))]))
         return statuses
