@@ -10,7 +10,8 @@ from torch import nn
 
 from unipixel_ros.memory import ObjectMemoryBank
 from unipixel_ros.pipeline import UniPixelPipeline, build_pipeline, frame_key
-from unipixel_ros.prompts import (REF_TOKEN, BoxPrompt, MaskPrompt, MemoryPrompt, PointPrompt, PromptError)
+from unipixel_ros.prompts import (REF_TOKEN, BoxPrompt, MaskPrompt, MemoryPrompt, PointPrompt, PromptError,
+                                  RequestLimits)
 from unipixel_ros.results import QueryCancelled
 
 H, W = 40, 56
@@ -127,8 +128,8 @@ def test_injection_question_has_one_mem_token_per_nonempty_frame_pair(pipeline, 
     mask = np.zeros((H, W), bool)
     mask[5:15, 5:25] = True
     result = pipeline.query(frames, stamps, "What colour is [0]?", [MaskPrompt(object_index=0, frame_index=3, mask=mask)])
-    assert result.objects == []
-    # the mask is on frame 4 of 4 only: the second frame pair
+    assert [o.object_index for o in result.objects] == [0]
+    # the drawn mask is injected on its own frame only (frame 4 of 4: the second frame pair)
     assert "Here is a video with 4 frames denoted as <1> to <4>." in questions[0]
     assert "[0]: <3>-<4> <|mem|>\n" in questions[0] and questions[0].count("<|mem|>") == 1
     assert REF_TOKEN not in questions[0]
@@ -239,3 +240,168 @@ def test_onnxruntime_decoder_is_exported_on_request_and_agrees_with_torch(pipeli
     b = pipeline.segment_prompt(frames, stamps, click).masks
     # fp32 graph: logits agree to ~1e-5, so only pixels with |logit| ~ 0 may flip
     assert (a ^ b).sum() <= 0.001 * a.size
+
+
+# ---------------------------------------------------------------- mask prompts are objects like points and boxes
+
+def _drawn_mask() -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[6:22, 8:30] = True
+    return mask
+
+
+def test_mask_prompted_object_is_returned_and_kept(pipeline, scripted) -> None:
+    scripted("a")
+    frames, stamps = video(3)
+    memory = ObjectMemoryBank()
+    drawn = _drawn_mask()
+    result = pipeline.query(frames, stamps, "What colour is [0]?", [MaskPrompt(object_index=0, frame_index=1, mask=drawn)],
+                            memory=memory, remember=True)
+    (obj,) = result.objects
+    assert (obj.object_index, obj.label) == (0, "[0]")
+    assert obj.masks.shape == (3, H, W) and obj.scores.shape == (3,)
+    np.testing.assert_array_equal(obj.masks[1], drawn)          # the drawn mask itself on its frame
+    assert obj.memory_id == 1 and memory.get(1).stamps == tuple(stamps)
+    np.testing.assert_array_equal(np.stack(memory.get(1).masks), obj.masks)
+    assert memory.tracking(1) is obj.tracking is not None
+    tracked = pipeline.track(memory, video(1, seed=8)[0][0], stamps[-1] + 100_000_000)
+    assert set(tracked) == {1} and memory.get(1).stamps[-1] == stamps[-1] + 100_000_000
+
+
+def test_mask_and_point_objects_come_in_order_of_mention(pipeline, scripted) -> None:
+    scripted("a")
+    frames, stamps = video(3)
+    prompts = [PointPrompt(object_index=0, frame_index=0, x=10, y=20),
+               MaskPrompt(object_index=1, frame_index=2, mask=_drawn_mask())]
+    result = pipeline.query(frames, stamps, "Is [1] left of [0]?", prompts)
+    assert [(o.object_index, o.label) for o in result.objects] == [(1, "[1]"), (0, "[0]")]
+    np.testing.assert_array_equal(result.objects[0].masks[2], _drawn_mask())
+
+
+# ---------------------------------------------------------------- the texts the model reads
+
+def _seen_texts(pipeline, monkeypatch) -> dict[str, list[str]]:
+    seen: dict[str, list[str]] = {"prefill": [], "generate": []}
+    decode = pipeline.processor.tokenizer.decode
+    real_prefill, real_generate = pipeline.model.prompt_seg_tokens, pipeline.model.generate_greedy
+
+    def prefill(inputs):
+        seen["prefill"].append(decode(inputs.input_ids[0]))
+        return real_prefill(inputs)
+
+    def generate(inputs, **kwargs):
+        seen["generate"].append(decode(inputs.input_ids[0]))
+        return real_generate(inputs, **kwargs)
+
+    monkeypatch.setattr(pipeline.model, "prompt_seg_tokens", prefill)
+    monkeypatch.setattr(pipeline.model, "generate_greedy", generate)
+    return seen
+
+
+def test_memory_prefix_counts_the_sampled_frames_of_an_odd_window(pipeline, scripted, monkeypatch) -> None:
+    seen = _seen_texts(pipeline, monkeypatch)
+    scripted("a")
+    frames, stamps = video(5)
+    pipeline.query(frames, stamps, "What colour is [0]?", [MaskPrompt(object_index=0, frame_index=4, mask=_drawn_mask())])
+    assert ("Here is a video with 5 frames denoted as <1> to <5>. The highlighted regions are as follows:\n"
+            "[0]: <5>-<6> <|mem|>\nWhat colour is [0]?<|im_end|>") in seen["generate"][0]
+
+
+def test_memory_prefix_of_a_single_image_is_the_image_form(pipeline, scripted, monkeypatch) -> None:
+    seen = _seen_texts(pipeline, monkeypatch)
+    scripted("a")
+    frames, stamps = video(1)
+    pipeline.query(frames, stamps, "What is [0]?", [PointPrompt(object_index=0, frame_index=0, x=12, y=9)])
+    assert ("Here is an image with the following highlighted regions:\n[0]: <|mem|>\nWhat is [0]?<|im_end|>"
+            in seen["generate"][0])
+    assert "Here is a video" not in seen["generate"][0]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Describe [0]", "Describe [0] <|ref|>. Please localize the relevant objects with IDs."),
+    ("What is [0]?", "What is [0] <|ref|>? Please localize the relevant objects with IDs."),
+    ("", "[0] <|ref|>. Please localize the relevant objects with IDs."),
+])
+def test_prefill_pass_question_ends_in_a_sentence_mark(pipeline, scripted, monkeypatch, text, expected) -> None:
+    seen = _seen_texts(pipeline, monkeypatch)
+    scripted("a")
+    frames, stamps = video(2)
+    pipeline.query(frames, stamps, text, [PointPrompt(object_index=0, frame_index=1, x=12, y=9)])
+    assert f"{expected}<|im_end|>\n<|im_start|>assistant\n[0] <|seg|><|im_end|>" in seen["prefill"][0]
+
+
+# ---------------------------------------------------------------- request size and numeric range
+
+@pytest.fixture()
+def no_model_work(pipeline, monkeypatch):
+    """Fail the test if the request reaches the language model or SAM 2."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the request reached the model")
+
+    for name in ("generate_greedy", "prompt_seg_tokens"):
+        monkeypatch.setattr(pipeline.model, name, refuse)
+    for name in ("features", "segment_seg_tokens", "segment_mask"):
+        monkeypatch.setattr(pipeline.engine, name, refuse)
+
+
+def test_too_many_prompts_are_refused_before_any_model_work(pipeline, no_model_work) -> None:
+    frames, stamps = video(3)
+    prompts = [PointPrompt(object_index=k, frame_index=0, x=1 + k, y=1) for k in range(17)]
+    text = " ".join(f"[{k}]" for k in range(17))
+    with pytest.raises(PromptError, match=r"17 visual prompts in one request; at most 16 are allowed "
+                                          r"\(query.max_prompts\)"):
+        pipeline.query(frames, stamps, text, prompts)
+    with pytest.raises(PromptError, match=r"at most 2 are allowed \(query.max_prompts\)"):
+        pipeline.query(frames, stamps, text, prompts[:3], limits=RequestLimits(max_prompts=2))
+
+
+def test_text_longer_than_the_token_limit_is_refused_before_any_model_work(pipeline, no_model_work) -> None:
+    frames, stamps = video(3)
+    text = "Where is the cup? " * 100                    # the tiny tokenizer is byte-level: 1800 tokens
+    assert pipeline.count_tokens(text) == 1800
+    with pytest.raises(PromptError, match=r"the text is 1800 tokens long; at most 1024 are allowed "
+                                          r"\(query.max_text_tokens\)"):
+        pipeline.query(frames, stamps, text)
+    with pytest.raises(PromptError, match=r"the text is 9 tokens long; at most 8 are allowed"):
+        pipeline.query(frames, stamps, "Where is?", limits=RequestLimits(max_text_tokens=8))
+
+
+def test_mask_pixels_beyond_the_limit_are_refused_before_any_model_work(pipeline, no_model_work) -> None:
+    frames, stamps = video(3)
+    prompts = [MaskPrompt(object_index=k, frame_index=k, mask=_drawn_mask()) for k in range(2)]
+    with pytest.raises(PromptError, match=rf"the mask prompts hold {2 * H * W} pixels; at most {H * W} per request "
+                                          r"are allowed \(query.max_prompt_pixels\)"):
+        pipeline.query(frames, stamps, "[0] [1]", prompts, limits=RequestLimits(max_prompt_pixels=H * W))
+
+
+@pytest.mark.parametrize("prompt, message", [
+    (PointPrompt(object_index=0, frame_index=1.0, x=3, y=3), "frame index must be an integer"),
+    (PointPrompt(object_index=0, frame_index=0, x=3e38, y=3), "is outside the 56x40 image"),
+    (BoxPrompt(object_index=0, frame_index=0, x0=0, y0=0, x1=1e300, y1=3), "is outside the 56x40 image"),
+    (MemoryPrompt(object_index=0, memory_id=2**64), f"no object {2**64} in memory"),
+    (MaskPrompt(object_index=0, frame_index=2**40, mask=np.ones((H, W), bool)), "is outside the window of 3"),
+])
+def test_out_of_range_fields_are_refused_before_any_model_work(pipeline, no_model_work, prompt, message) -> None:
+    frames, stamps = video(3)
+    with pytest.raises(PromptError, match=message):
+        pipeline.query(frames, stamps, "What is [0]?", [prompt], memory=ObjectMemoryBank())
+
+
+def test_a_request_leaves_no_tensors_behind(pipeline, scripted) -> None:
+    import gc
+
+    def live_tensors() -> int:
+        gc.collect()
+        return sum(isinstance(o, torch.Tensor) and not isinstance(o, nn.Parameter) for o in gc.get_objects())
+
+    frames, stamps = video(3, seed=21)
+    prompts = [PointPrompt(object_index=0, frame_index=0, x=10, y=20), BoxPrompt(object_index=1, frame_index=1,
+               x0=2, y0=3, x1=30, y1=35), MaskPrompt(object_index=2, frame_index=2, mask=_drawn_mask())]
+    counts = []
+    for _ in range(3):
+        scripted("a", "<|seg|>")           # pass 1 reads the head once, then the answer has one <|seg|>
+        result = pipeline.query(frames, stamps, "Are [0], [1] and [2] near the cup?", prompts)
+        assert len(result.objects) == 4
+        del result
+        counts.append(live_tensors())
+    assert counts[1] == counts[2] == counts[0], counts     # features are cached at the first; nothing grows

@@ -6,15 +6,23 @@ How a request runs (the published model's inference protocol):
   model writes becomes two SAM prompt tokens that seed SAM 2 on frame 0 of the window,
   and SAM 2 propagates that object through ALL frames of the window.
 * With point / box prompts (PixelQA): pass 1 ("pre-fill") encodes each prompt into its
-  ``[k] <|ref|>`` token and scores the known answer ``"[0] <|seg|> [1] <|seg|>"``, whose
+  ``[k] <|ref|>`` token and scores the known answer ``"[0] <|seg|> [1] <|seg|>"`` after
+  the question (ended with a sentence mark, as the authors' inference does), whose
   ``<|seg|>`` positions segment the prompted objects; pass 2 ("injection") asks the
   question after a prefix that names every object's frames with one ``<|mem|>`` each,
-  filled with the object's pooled vision features.
-* Mask prompts and objects already in memory skip pass 1: their masks are injected.
+  filled with the object's pooled vision features. The prefix counts the N frames
+  sampled for the language model (not the padded even count).
+* Mask prompts and objects already in memory skip pass 1: their masks are injected as
+  given (a drawn mask on its own frame only, as the authors' mask-prompt inference
+  does). A mask-prompted object is returned and kept like a point/box one: SAM 2 takes
+  the mask as a prompt on its frame and propagates it through the window (the mask
+  itself is the object's mask on that frame).
 
+A request is bounded by :class:`unipixel_ros.prompts.RequestLimits` (prompts, text
+tokens counted by the model's tokenizer, mask pixels), checked before any model work.
 One request runs at a time (a lock around every model call); nothing about a request is
-left on the modules. Per-frame SAM 2 features are cached by the engine, so a second
-request on the same frames does not encode them again.
+left on the modules. Per-frame SAM 2 features are cached by the engine (a bounded LRU
+of frames), so a second request on the same frames does not encode them again.
 """
 from __future__ import annotations
 
@@ -36,9 +44,10 @@ from unipixel_ros.memory import ObjectMemoryBank, memory_question
 from unipixel_ros.model.chat import chat_text, decode_response, encode_request
 from unipixel_ros.model.inputs import ReferenceInput
 from unipixel_ros.model.sam2_engine import ObjectSegmentation, Sam2Engine
-from unipixel_ros.prompts import (REF_TOKEN, SEG_TOKEN, BoxPrompt, MaskPrompt, MemoryPrompt, PointPrompt, PromptError,
-                                  VisualPrompt, compose_question, localize_objects_question, order_ref_prompts,
-                                  referenced_objects, segmentation_answer, validate_request)
+from unipixel_ros.prompts import (DEFAULT_LIMITS, REF_TOKEN, SEG_TOKEN, BoxPrompt, MaskPrompt, MemoryPrompt,
+                                  PointPrompt, PromptError, RequestLimits, VisualPrompt, compose_question,
+                                  localize_objects_question_at_inference, order_ref_prompts, referenced_objects,
+                                  segmentation_answer, validate_request)
 from unipixel_ros.regions import region_token_masks
 from unipixel_ros.results import (ProgressCallback, QueryCancelled, QueryResult, SegmentedObject, TrackedMask)
 from unipixel_ros.sampling import MAX_SAMPLED_FRAMES, FramePlan, plan_frames, select_frames
@@ -111,19 +120,21 @@ class UniPixelPipeline:
     def query(self, frames: Sequence[np.ndarray], stamps: Sequence[int], text: str,
               prompts: Sequence[VisualPrompt] = (), memory: ObjectMemoryBank | None = None,
               progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-              remember: bool = False) -> QueryResult:
+              remember: bool = False, limits: RequestLimits = DEFAULT_LIMITS) -> QueryResult:
         """Answer ``text`` about ``frames`` (RGB uint8, oldest first; stamps in ns).
 
         ``memory`` resolves :class:`MemoryPrompt` objects and, with ``remember``, receives
         every segmented object (with its SAM 2 tracking state) under a new id.
-        Raises :class:`PromptError` on a request the model cannot take and
-        :class:`QueryCancelled` when ``cancel`` is set.
+        Raises :class:`PromptError` on a request the model cannot take (including one
+        beyond ``limits``) and :class:`QueryCancelled` when ``cancel`` is set.
         """
         clock = _Stopwatch()
         with clock.stage("prepare"):
+            limits.check_prompt_count(len(prompts))
             frames = _check_frames(frames, stamps)
             height, width = frames[0].shape[:2]
-            validate_request(text, prompts, len(frames), width, height)
+            validate_request(text, prompts, len(frames), width, height, limits)
+            limits.check_text_tokens(self.count_tokens(text))
             given_masks = self._given_masks(prompts, stamps, memory, height, width)
             keys = [frame_key(f, s) for f, s in zip(frames, stamps)]
             keep = [p.frame_index for p in prompts if not isinstance(p, MemoryPrompt)]
@@ -143,11 +154,15 @@ class UniPixelPipeline:
                 step("segment_prompted")
                 with clock.stage("segment_prompted"):
                     objects = self._segment_prompted(question, prompts, frames, keys, plan, llm_frames)
+                # A drawn mask is injected as drawn (its frame only), not as SAM 2 propagated it.
                 masks = {o.object_index: o.masks for o in objects} | given_masks
                 order = [k for k in referenced_objects(question) if k in masks]
-                sampled = np.stack([np.stack([masks[k][i] for k in order]) for i in plan.padded_indices])
+                # The prefix and the regions speak of the N sampled frames; the regions pad an odd N.
+                sampled = np.stack([np.stack([masks[k][i] for k in order]) for i in plan.indices])
+                del masks, given_masks
                 user_text = memory_question(_strip_ref_tokens(question), order, sampled)
                 region_masks = region_token_masks(sampled, plan.grid_thw)
+                del sampled
             else:
                 user_text, region_masks = text.strip(), None
 
@@ -195,8 +210,25 @@ class UniPixelPipeline:
                 masks[prompt.object_index] = stack
         return masks
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of the user's text as the model's tokenizer splits it."""
+        return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def _segment_prompted(self, question: str, prompts: Sequence[VisualPrompt], frames: list[np.ndarray],
                           keys: list, plan: FramePlan, llm_frames: list[np.ndarray]) -> list[SegmentedObject]:
+        """The prompted objects on every frame, in order of first mention: point/box objects from
+        pass 1's pre-filled ``[k] <|seg|>`` answer, mask objects from SAM 2 seeded with the mask."""
+        found = {o.object_index: o for o in self._segment_referenced(question, prompts, frames, keys, plan,
+                                                                     llm_frames)}
+        for prompt in prompts:
+            if isinstance(prompt, MaskPrompt):
+                segmentation = self.engine.segment_mask(frames, keys, prompt.frame_index, prompt.mask)
+                found[prompt.object_index] = self._to_object(segmentation, label=f"[{prompt.object_index}]",
+                                                             object_index=prompt.object_index)
+        return [found[k] for k in referenced_objects(question) if k in found]
+
+    def _segment_referenced(self, question: str, prompts: Sequence[VisualPrompt], frames: list[np.ndarray],
+                            keys: list, plan: FramePlan, llm_frames: list[np.ndarray]) -> list[SegmentedObject]:
         """Pass 1: the point/box-prompted objects' masks from the pre-filled ``[k] <|seg|>`` answer."""
         ordered = order_ref_prompts(question, prompts)
         if not ordered:
@@ -205,9 +237,10 @@ class UniPixelPipeline:
         size = self.engine.image_size
         references = [self._reference(p, plan, width, height, size) for p in ordered]
         indices = [p.object_index for p in ordered]
-        chat = chat_text(localize_objects_question(question), response=segmentation_answer(indices))
+        chat = chat_text(localize_objects_question_at_inference(question), response=segmentation_answer(indices))
         inputs = encode_request(self.processor, chat, llm_frames, references=references)
         seg_tokens = self.model.prompt_seg_tokens(inputs)
+        del inputs
         objects = []
         for k, tokens in zip(indices, seg_tokens):
             segmentation = self.engine.segment_seg_tokens(frames, keys, tokens)

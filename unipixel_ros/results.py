@@ -13,7 +13,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from unipixel_ros.memory import ObjectMemoryBank
-from unipixel_ros.prompts import VisualPrompt
+from unipixel_ros.prompts import DEFAULT_LIMITS, RequestLimits, VisualPrompt
 
 
 @dataclass
@@ -65,9 +65,11 @@ class QueryPipeline(Protocol):
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         remember: bool = False,
+        limits: RequestLimits = DEFAULT_LIMITS,
     ) -> QueryResult:
         """Answer ``text`` about ``frames`` (RGB uint8, oldest first, stamps in ns); with
-        ``remember`` the segmented objects go into ``memory`` and are tracked from then on."""
+        ``remember`` the segmented objects go into ``memory`` and are tracked from then on.
+        A request beyond ``limits`` raises ``PromptError`` before any model work."""
         ...
 
     def segment_prompt(

@@ -19,8 +19,8 @@ tracking state, and ``segment_prompt`` returns one for the node to store.
 The answer names the frame count and size and repeats the text. ``query`` reports
 progress for each of ``tokens`` decode steps, sleeping ``token_delay_s`` before each and
 honouring the cancel event, like the real pipeline. Every call is appended to
-``log_path`` as one JSON line (inputs, stamps, a digest of each frame) so tests can
-check what reached the pipeline.
+``log_path`` as one JSON line (inputs, stamps, a digest of each frame, the request limits)
+so tests can check what reached the pipeline.
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from unipixel_ros.memory import ObjectMemoryBank
-from unipixel_ros.prompts import BoxPrompt, MaskPrompt, MemoryPrompt, PointPrompt, VisualPrompt
+from unipixel_ros.prompts import (DEFAULT_LIMITS, BoxPrompt, MaskPrompt, MemoryPrompt, PointPrompt, RequestLimits,
+                                  VisualPrompt)
 from unipixel_ros.results import (ProgressCallback, QueryCancelled, QueryResult, SegmentedObject,
                                   TrackedMask)
 from unipixel_ros.ros.model_host import ModelSettings
@@ -117,9 +118,9 @@ class FakePipeline:
     def query(self, frames: Sequence[np.ndarray], stamps: Sequence[int], text: str,
               prompts: Sequence[VisualPrompt] = (), memory: ObjectMemoryBank | None = None,
               progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-              remember: bool = False) -> QueryResult:
+              remember: bool = False, limits: RequestLimits = DEFAULT_LIMITS) -> QueryResult:
         self._log("query", stamps=list(stamps), digests=[frame_digest(f) for f in frames], text=text,
-                  prompts=[describe_prompt(p) for p in prompts], remember=remember)
+                  prompts=[describe_prompt(p) for p in prompts], remember=remember, limits=vars(limits))
         began = time.perf_counter()
         t, (h, w) = len(frames), frames[0].shape[:2]
         answer = f"{t} frames of {w}x{h}: {text}".strip()

@@ -85,6 +85,11 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "queue (wait in line) or reject (refused at once)."),
     ParamSpec("query.max_queued", 2, "Queue policy: at most this many requests wait (0..4); "
               "more are refused."),
+    ParamSpec("query.max_prompts", 16, "A request with more visual prompts than this is refused."),
+    ParamSpec("query.max_text_tokens", 1024, "A request whose text is longer than this many tokens "
+              "(the model's tokenizer counts them) is refused before any model work."),
+    ParamSpec("query.max_prompt_pixels", 4 * 3840 * 2160, "A request whose mask prompts hold more "
+              "pixels than this together is refused before they are decoded (default: four 4K images)."),
     ParamSpec("memory.max_objects", 32, "Objects kept per camera; adding beyond this is refused."),
     ParamSpec("memory.max_frames_per_object", 64, "Per kept object, masks of at most this many "
               "recent frames are held."),

@@ -21,6 +21,7 @@ from rclpy.qos import QoSProfile
 
 from unipixel_ros.decoders import BACKENDS, DECODER_PRECISIONS
 from unipixel_ros.object_store import ObjectStore
+from unipixel_ros.prompts import RequestLimits
 from unipixel_ros.ros.clicks import CLICK_MODES, ClickHandler, ClickSettings
 from unipixel_ros.ros.component import NodeContext
 from unipixel_ros.ros.memory_services import MemoryServices
@@ -124,7 +125,10 @@ def read_perception_config(node: Node) -> PerceptionConfig:
         query=QuerySettings(window_seconds=r.number("query.window_seconds", 0.0, strict=True),
                             max_frames=r.integer("query.max_frames", 1),
                             prompt_tolerance_s=r.number("query.prompt_stamp_tolerance_s", 0.0),
-                            max_frame_age_s=r.number("query.max_frame_age_s", 0.0)),
+                            max_frame_age_s=r.number("query.max_frame_age_s", 0.0),
+                            limits=RequestLimits(max_prompts=r.integer("query.max_prompts", 1),
+                                                 max_text_tokens=r.integer("query.max_text_tokens", 1),
+                                                 max_prompt_pixels=r.integer("query.max_prompt_pixels", 1))),
         max_objects=r.integer("memory.max_objects", 1),
         max_frames_per_object=r.integer("memory.max_frames_per_object", 1),
         tracking_rate_hz=r.number("tracking.rate_hz", 0.0),

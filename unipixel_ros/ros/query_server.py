@@ -9,6 +9,12 @@ camera that stopped. Each visual prompt names the frame it was drawn on by stamp
 matched to the nearest selected frame within ``query.prompt_stamp_tolerance_s`` (a zero
 stamp means the newest frame).
 
+A request asks for at most the camera window (``window_seconds`` up to
+``window.duration_s``, ``max_frames`` up to ``window.max_frames``) and is bounded by
+``query.max_prompts`` and ``query.max_prompt_pixels``, both checked on the messages
+before a mask is decoded, and by ``query.max_text_tokens``, which the pipeline checks
+with the model's tokenizer before any model work.
+
 Every bad request gets ``success = false`` and a message naming the problem, and the
 node keeps serving. The action streams feedback (stage, tokens generated, answer so
 far) and can be canceled while it waits for the model or while the model runs. Both
@@ -31,12 +37,12 @@ from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
-from unipixel_ros.frames import NS_PER_S, Frame, FrameWindow
+from unipixel_ros.frames import NS_PER_S, Frame, FrameWindow, WindowLimits
 from unipixel_ros.memory import MemoryBankError
 from unipixel_ros.msg import ObjectMasks
 from unipixel_ros.msg import VisualPrompt as VisualPromptMsg
 from unipixel_ros.object_store import ObjectStore
-from unipixel_ros.prompts import PromptError, VisualPrompt, validate_request
+from unipixel_ros.prompts import DEFAULT_LIMITS, PromptError, RequestLimits, VisualPrompt, validate_request
 from unipixel_ros.results import ProgressCallback, QueryCancelled, QueryResult, SegmentedObject
 from unipixel_ros.ros.ingest import CameraFeed, stamp_ns
 from unipixel_ros.ros.messages import object_masks_msg, prompt_from_msg, time_msg, timing_msgs
@@ -59,6 +65,7 @@ class QuerySettings:
     max_frames: int                 # default frame count
     prompt_tolerance_s: float       # prompt stamp -> frame matching tolerance [s]
     max_frame_age_s: float          # 0 = answer from frames of any age
+    limits: RequestLimits = DEFAULT_LIMITS   # query.max_prompts, max_text_tokens, max_prompt_pixels
 
 
 @dataclass
@@ -112,6 +119,38 @@ def match_frame(stamps: Sequence[int], stamp: int, tolerance_ns: int) -> int | N
     return min(candidates, key=lambda j: (abs(stamps[j] - stamp), j)) if candidates else None
 
 
+def window_request(request: Any, settings: QuerySettings, limits: WindowLimits) -> tuple[float, int]:
+    """The request's window length [s] and frame count, zeros meaning the ``query.*`` defaults.
+
+    A request may ask for at most what the camera window holds; a default beyond that is
+    cut to it (the window holds no more).
+    """
+    seconds, count = request.window_seconds, request.max_frames
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise RequestError(f"window_seconds must be >= 0 (0 = default), got {seconds}")
+    if seconds > limits.duration_s:
+        raise RequestError(f"window_seconds must be at most window.duration_s = {limits.duration_s:g} s (the camera "
+                           f"window holds no more), got {seconds:g}")
+    if count > limits.max_frames:
+        raise RequestError(f"max_frames must be at most window.max_frames = {limits.max_frames} (the camera window "
+                           f"holds no more frames), got {count}")
+    return (seconds or min(settings.window_seconds, limits.duration_s)), (count or settings.max_frames)
+
+
+def check_prompt_messages(msgs: Sequence[VisualPromptMsg], limits: RequestLimits) -> None:
+    """Size limits on the messages themselves, before any mask image is decoded."""
+    limits.check_prompt_count(len(msgs))
+    limits.check_prompt_pixels(sum(int(m.mask.width) * int(m.mask.height) for m in msgs
+                                   if m.type == VisualPromptMsg.MASK))
+
+
+def _prompt_stamp(msg: VisualPromptMsg) -> int:
+    if msg.stamp.sec < 0 or msg.stamp.nanosec >= NS_PER_S:
+        raise RequestError(f"prompt for [{msg.object_index}]: stamp ({msg.stamp.sec} s, {msg.stamp.nanosec} ns) "
+                           f"is not a time: needs sec >= 0 and nanosec < {NS_PER_S}")
+    return stamp_ns(msg.stamp)
+
+
 def resolve_prompts(msgs: Sequence[VisualPromptMsg], stamps: Sequence[int], tolerance_ns: int,
                     memory_id: Callable[[int], int]) -> list[VisualPrompt]:
     """Prompt messages -> prompts on window frames. ``memory_id`` maps a node object id to the
@@ -122,7 +161,7 @@ def resolve_prompts(msgs: Sequence[VisualPromptMsg], stamps: Sequence[int], tole
         if msg.type == VisualPromptMsg.MEMORY:
             prompts.append(prompt_from_msg(msg, 0, memory_id(msg.memory_id)))
             continue
-        wanted = stamp_ns(msg.stamp)
+        wanted = _prompt_stamp(msg)
         index = len(stamps) - 1 if wanted == 0 else match_frame(stamps, wanted, tolerance_ns)
         if index is None:
             raise RequestError(
@@ -200,7 +239,8 @@ class QueryServer:
                 timings["wait_for_model"] = time.perf_counter() - waited
                 began = time.perf_counter()
                 result = pipeline.query(images, stamps, request.text, prompts, memory=self._store.bank(camera),
-                                        progress=progress, cancel=cancel, remember=request.remember)
+                                        progress=progress, cancel=cancel, remember=request.remember,
+                                        limits=self._settings.limits)
                 timings.update(result.timings)
                 timings["pipeline"] = time.perf_counter() - began
             began = time.perf_counter()
@@ -227,22 +267,21 @@ class QueryServer:
             known = ", ".join(self._feeds) or "none"
             raise RequestError(f"unknown camera '{camera}' (configured cameras: {known})")
         s = self._settings
-        if not (math.isfinite(request.window_seconds) and request.window_seconds >= 0):
-            raise RequestError(f"window_seconds must be >= 0 (0 = default), got {request.window_seconds}")
-        seconds = request.window_seconds or s.window_seconds
+        seconds, max_frames = window_request(request, s, feed.window.limits)
+        check_prompt_messages(request.prompts, s.limits)
         if feed.window.latest() is None:
             topic = self._node.resolve_topic_name(feed.config.subscribed_topic)
             raise RequestError(f"camera '{camera}' has no frames yet (subscribed to {topic})")
         try:
-            frames = select_frames(feed.window, seconds, request.max_frames or s.max_frames,
-                                   self._node.get_clock().now().nanoseconds, s.max_frame_age_s)
+            frames = select_frames(feed.window, seconds, max_frames, self._node.get_clock().now().nanoseconds,
+                                   s.max_frame_age_s)
         except RequestError as exc:
             raise RequestError(f"camera '{camera}': {exc}") from exc
         stamps = [f.stamp_ns for f in frames]
         prompts = resolve_prompts(request.prompts, stamps, int(round(s.prompt_tolerance_s * NS_PER_S)),
                                   lambda object_id: self._store.bank_id(camera, object_id))
         height, width = frames[-1].image.shape[:2]
-        validate_request(request.text, prompts, len(frames), width, height)
+        validate_request(request.text, prompts, len(frames), width, height, s.limits)
         bank = self._store.bank(camera)
         if request.remember and len(bank) >= bank.max_objects:
             raise RequestError(f"cannot remember: the memory of camera '{camera}' is full ({bank.max_objects} "

@@ -141,7 +141,7 @@ def prompted_examples(processor, request: SyntheticRequest, sam_image_size: int)
                             references=references)
 
     order = [k for k in referenced_objects(question) if k in objects]
-    sampled = np.stack([np.stack([objects[k][i] for k in order]) for i in plan.padded_indices])
+    sampled = np.stack([np.stack([objects[k][i] for k in order]) for i in plan.indices])  # N sampled, unpadded
     injection = _chat_example(f"answer_{request.kind.value}", processor,
                               memory_question(_strip_ref_tokens(question), order, sampled), request.answer,
                               llm_frames, frames, region_masks=region_token_masks(sampled, plan.grid_thw))
