@@ -2,17 +2,25 @@
 
 These never touch the model, so they answer at once even while a query runs.
 Removing objects ends their tracking (the tracker state travels with the object).
+Like ``~/query`` they exist from configure to cleanup, so a client never waits for a
+service that an inactive node has taken away: while inactive they answer
+``success = false`` and say so.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
 from unipixel_ros.object_store import ObjectStore, UnknownCameraError
 from unipixel_ros.ros.messages import object_info_msg
+from unipixel_ros.ros.qos import REQUEST_QOS
 from unipixel_ros.srv import ListObjects, RemoveObjects, ResetMemory
+
+
+INACTIVE_MESSAGE = "the node is inactive; activate it (lifecycle) to use the object memory"
 
 
 class MemoryServices:
@@ -22,26 +30,38 @@ class MemoryServices:
         self._node = node
         self._store = store
         self._on_removed = on_removed
-        self._services: list = []
-
-    def activate(self) -> None:
+        self._active = False
         group = MutuallyExclusiveCallbackGroup()
         self._services = [
-            self._node.create_service(ListObjects, "~/list_objects", self._list, callback_group=group),
-            self._node.create_service(RemoveObjects, "~/remove_objects", self._remove, callback_group=group),
-            self._node.create_service(ResetMemory, "~/reset_memory", self._reset, callback_group=group),
-        ]
+            node.create_service(srv_type, name, self._unless_inactive(serve), qos_profile=REQUEST_QOS,
+                                callback_group=group)
+            for srv_type, name, serve in ((ListObjects, "~/list_objects", self._list),
+                                          (RemoveObjects, "~/remove_objects", self._remove),
+                                          (ResetMemory, "~/reset_memory", self._reset))]
+
+    def activate(self) -> None:
+        self._active = True
 
     def deactivate(self) -> None:
+        self._active = False
+
+    def cleanup(self) -> None:
+        self._active = False
         for service in self._services:
             self._node.destroy_service(service)
         self._services.clear()
 
-    def cleanup(self) -> None:
-        self.deactivate()
-
     def diagnostics(self) -> list:
         return []
+
+    def _unless_inactive(self, serve: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        """``serve`` while active; otherwise ``success = false`` and :data:`INACTIVE_MESSAGE`."""
+        def callback(request: Any, response: Any) -> Any:
+            if not self._active:
+                response.success, response.message = False, INACTIVE_MESSAGE
+                return response
+            return serve(request, response)
+        return callback
 
     def _list(self, request: ListObjects.Request, response: ListObjects.Response) -> ListObjects.Response:
         try:

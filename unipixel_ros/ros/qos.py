@@ -33,6 +33,14 @@ _PROFILES: dict[str, Callable[[int], QoSProfile]] = {
 }
 QOS_NAMES: tuple[str, ...] = tuple(_PROFILES)
 
+# Requests to the node's services and action (goal, cancel and result services): every one
+# is kept until the executor takes it. The ROS default for services keeps only the last
+# 10, so in a burst of more clients DDS overwrites requests the executor has not taken yet
+# (it takes them one at a time, on a free thread) and those clients wait for ever. Keeping
+# all lets each request be taken and answered: served, queued, or refused as busy.
+REQUEST_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+
 
 def qos_profile(name: str, depth: int) -> QoSProfile:
     """The keep-last profile called ``name`` with history ``depth``."""

@@ -47,6 +47,7 @@ from unipixel_ros.results import ProgressCallback, QueryCancelled, QueryResult, 
 from unipixel_ros.ros.ingest import CameraFeed, stamp_ns
 from unipixel_ros.ros.messages import object_masks_msg, prompt_from_msg, time_msg, timing_msgs
 from unipixel_ros.ros.model_host import BusyError, ModelHost, ModelUnavailableError
+from unipixel_ros.ros.qos import REQUEST_QOS
 from unipixel_ros.action import Query as QueryAction
 from unipixel_ros.srv import Query as QueryService
 
@@ -193,10 +194,17 @@ class QueryServer:
         # Served from configure to cleanup, so that a request running when the node
         # deactivates still gets its answer ("canceled") and requests to an inactive node
         # are told so instead of finding no server.
-        self._service = node.create_service(QueryService, QUERY_NAME, self._on_service, callback_group=group)
+        # No request is dropped before it is taken (REQUEST_QOS); once taken, each one runs,
+        # waits in the model host's bounded queue or is refused as busy at once, so the
+        # executor threads blocked by queries stay within node.EXECUTOR_THREADS' budget.
+        self._service = node.create_service(QueryService, QUERY_NAME, self._on_service,
+                                            qos_profile=REQUEST_QOS, callback_group=group)
         self._action = ActionServer(node, QueryAction, QUERY_NAME, self._on_goal_execute,
                                     goal_callback=lambda _: GoalResponse.ACCEPT,
-                                    cancel_callback=self._on_cancel, callback_group=group)
+                                    cancel_callback=self._on_cancel, callback_group=group,
+                                    goal_service_qos_profile=REQUEST_QOS,
+                                    result_service_qos_profile=REQUEST_QOS,
+                                    cancel_service_qos_profile=REQUEST_QOS)
         self._cancels: dict[bytes, threading.Event] = {}
         self._cancels_lock = threading.Lock()
         self._active = False
