@@ -6,6 +6,7 @@ weights' values. Backends that cannot run here (TensorRT without a GPU) are repo
 and skipped.
 
     python bench/bench_decoder.py [--objects 1 8] [--threads 1] [--repeats 20]
+    python bench/bench_decoder.py --smoke       # seconds: does it run (numbers meaningless)
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from unipixel_ros.decoders.torch_backend import TorchMaskDecoder  # noqa: E402
 from unipixel_ros.geometry import SAM_IMAGE_SIZE  # noqa: E402
 from unipixel_ros.model.sam2_source import tiny_sam2  # noqa: E402
 
+SMOKE = dict(objects=[1], repeats=1, image_size=256)
+
 
 def median_ms(backend: MaskDecoderBackend, inputs, repeats: int, sync: bool) -> float:
     for _ in range(3):
@@ -49,7 +52,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and onnxruntime alike")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--image-size", type=int, default=SAM_IMAGE_SIZE)
+    parser.add_argument("--smoke", action="store_true",
+                        help="smallest run, to check that it works (numbers meaningless): "
+                        + " ".join(f"--{k.replace('_', '-')}={v}" for k, v in SMOKE.items()))
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
 
     torch.set_num_threads(args.threads)
     sam2 = tiny_sam2(args.image_size)

@@ -1,7 +1,8 @@
 """Ingest cost of the UniPixel node vs a bare rclpy subscriber on the same camera stream.
 
     python bench/bench_ingest.py [--seconds 20] [--rate 15] [--sizes 640x480,1920x1080]
-                                 [--encodings bgr8] [--rss-early 60]
+                                 [--encodings bgr8] [--rss-early 60] [--warmup 3]
+    python bench/bench_ingest.py --smoke        # seconds: does it run (numbers meaningless)
 
 For each (size, encoding) one publisher process streams frames; the node
 (``python -m unipixel_ros.ros.node``, default parameters: sensor-data QoS, 10 s /
@@ -42,7 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-WARMUP_S = 3.0
+SMOKE = dict(seconds=3.0, rate=10.0, sizes="64x48", encodings="bgr8", rss_early=1.0, warmup=1.0)
 NAMESPACE = "/bench"
 CAMERA = "cam"
 TOPIC = f"{NAMESPACE}/{CAMERA}/image_raw"
@@ -231,9 +232,9 @@ def run_case(width: int, height: int, encoding: str, args: argparse.Namespace, c
             if publisher.poll() is not None:
                 raise RuntimeError("the publisher ended before any frame arrived")
             time.sleep(0.05)
-        time.sleep(WARMUP_S)
+        time.sleep(args.warmup)
         first = sample()
-        early_at = first.t + min(args.rss_early, args.seconds / 3) - WARMUP_S
+        early_at = first.t + min(args.rss_early, args.seconds / 3) - args.warmup
         time.sleep(max(0.0, early_at - time.monotonic()))
         rss_early = rss_mib(node.pid)
         publisher.wait()
@@ -268,9 +269,16 @@ def main() -> None:
     parser.add_argument("--node", choices=["ingest", "full"], default="ingest",
                         help="ingest: the node with camera ingest only; full: unipixel_node as installed, "
                         "with every component (model loaded, tracking running)")
+    parser.add_argument("--warmup", type=float, default=3.0,
+                        help="seconds of the stream, after the first frames arrive, left out of the counts")
+    parser.add_argument("--smoke", action="store_true",
+                        help="smallest run, to check that it works (numbers meaningless): "
+                        + " ".join(f"--{k.replace('_', '-')}={v}" for k, v in SMOKE.items()))
     parser.add_argument("--role", choices=["publish", "bare", "node"], help=argparse.SUPPRESS)
     parser.add_argument("--subscribers", type=int, default=2, help=argparse.SUPPRESS)
     args, ros_args = parser.parse_known_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
     if args.role == "node":
         run_ingest_node(ros_args)
         return
@@ -286,10 +294,12 @@ def main() -> None:
     if args.role == "bare":
         run_bare(encodings[0], args.qos)
         return
+    if args.warmup >= args.seconds:
+        parser.error("--warmup must be shorter than --seconds (the counts start after it)")
 
     counter = NodeCounter()
     print(f"node: {args.node}; stream {args.seconds:.0f} s at {args.rate:g} Hz per case, QoS {args.qos}; CPU = user + "
-          f"system time per frame received; warm-up {WARMUP_S:.0f} s excluded")
+          f"system time per frame received; warm-up {args.warmup:g} s excluded")
     header = (f"{'size':>10} {'enc':>5} {'frames node/bare':>17} {'bare ms/f':>9} {'node ms/f':>9} "
               f"{'node/bare':>9} {'faults/f bare/node':>18} {'RSS early':>9} {'RSS end':>8} "
               f"{'end/early':>9} {'window':>8}")

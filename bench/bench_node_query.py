@@ -2,9 +2,11 @@
 
     python bench/bench_node_query.py [--model tiny] [--device auto] [--size 640x480] [--rate 15]
                                      [--queries 5] [--frames 16] [--track-seconds 15] [--duration 60]
+    python bench/bench_node_query.py --smoke    # does it run (numbers meaningless)
 
 One synthetic camera process and one node process (``python -m unipixel_ros.ros.node``,
-the real pipeline) on a private loopback-only ROS domain; this process is the client.
+the real pipeline) on loopback-only DDS, in a random ROS domain unless ``ROS_DOMAIN_ID``
+is set; this process is the client.
 
 1. Query latency: ``--queries`` service calls ("Please segment the <shape>.", the newest
    ``--frames`` frames). The client's round trip is split into the node's own stages:
@@ -36,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "/bench"
 CAMERA = "camera"
+SMOKE = dict(model="tiny", size="64x48", rate=5.0, queries=1, frames=2, track_seconds=2.0, duration=2.0)
 
 
 def rss_mib(pid: int) -> float:
@@ -71,10 +74,15 @@ def main() -> None:
     parser.add_argument("--track-seconds", type=float, default=15.0)
     parser.add_argument("--duration", type=float, default=60.0, help="RSS sampling with 5 tracked objects [s]")
     parser.add_argument("--logs", default="/tmp/bench_node_query")
+    parser.add_argument("--smoke", action="store_true",
+                        help="smallest run, to check that it works (numbers meaningless): "
+                        + " ".join(f"--{k.replace('_', '-')}={v}" for k, v in SMOKE.items()))
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
     width, height = (int(v) for v in args.size.split("x"))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 101))
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 101)))
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)
 

@@ -1,6 +1,7 @@
 """Per-stage latency of pipeline queries, and second-query / first-query on the same frames.
 
     python bench/bench_pipeline.py [--model tiny|PATH|HF_ID] [--device cpu] [--frames 8]
+    python bench/bench_pipeline.py --smoke      # seconds: does it run (numbers meaningless)
 
 The second query on the same window reuses the cached SAM 2 frame features, so its
 "segment" stages shrink; the ratio is printed from the two runs of one process.
@@ -16,6 +17,8 @@ import torch
 from unipixel_ros.pipeline import build_pipeline
 from unipixel_ros.prompts import PointPrompt
 from unipixel_ros.synthetic import SyntheticStream
+
+SMOKE = dict(model="tiny", frames=2, width=64, height=48)
 
 
 def timed_query(pipeline, frames, stamps, text, prompts=()) -> tuple[float, dict[str, float]]:
@@ -33,7 +36,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true",
+                        help="smallest run, to check that it works (numbers meaningless): "
+                        + " ".join(f"--{k.replace('_', '-')}={v}" for k, v in SMOKE.items()))
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
     torch.set_num_threads(args.threads)
 
     pipeline = build_pipeline(args.model, device=args.device, dtype=args.dtype, max_new_tokens=16, log=print)

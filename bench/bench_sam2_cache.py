@@ -6,6 +6,7 @@ with the image-encoder call counts. Random weights (timing does not depend on th
 
     python bench/bench_sam2_cache.py                       # tiny SAM 2.1, CPU
     python bench/bench_sam2_cache.py --model unipixel --device cuda --dtype bfloat16
+    python bench/bench_sam2_cache.py --smoke               # seconds: does it run (numbers meaningless)
 """
 from __future__ import annotations
 
@@ -15,11 +16,20 @@ import time
 import numpy as np
 import torch
 
+from unipixel_ros.geometry import SAM_IMAGE_SIZE
+from unipixel_ros.model.config import PUBLISHED_SAM2_CONFIG, resolve_sam2_config
 from unipixel_ros.model.feature_cache import FeatureCache
 from unipixel_ros.model.sam2_engine import Sam2Engine
 from unipixel_ros.model.sam2_source import build_sam2_model, tiny_sam2
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SMOKE = dict(frames=2, objects=1, height=48, width=64, repeats=1)
+
+
+def unipixel_sam2() -> torch.nn.Module:
+    """A random SAM 2.1 of UniPixel's size: the published checkpoints' config, at their input size."""
+    config, overrides = resolve_sam2_config(PUBLISHED_SAM2_CONFIG)
+    return build_sam2_model(config, SAM_IMAGE_SIZE, overrides)
 
 
 def _query(engine: Sam2Engine, frames, keys, tokens) -> float:
@@ -46,10 +56,17 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--smoke", action="store_true",
+                        help="smallest run, to check that it works (numbers meaningless): "
+                        + " ".join(f"--{k.replace('_', '-')}={v}" for k, v in SMOKE.items()))
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
+    if args.frames < 1 or args.objects < 1 or args.repeats < 1:
+        parser.error("--frames, --objects and --repeats must be at least 1")
 
     torch.set_num_threads(args.threads)
-    sam = tiny_sam2(256) if args.model == "tiny" else build_sam2_model()
+    sam = tiny_sam2(256) if args.model == "tiny" else unipixel_sam2()
     sam = sam.to(args.device)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8) for _ in range(args.frames)]
@@ -57,7 +74,8 @@ def main() -> None:
 
     # Warm-up on other keys (allocator, kernels), then time cold vs warm on fresh engines.
     warm_engine = Sam2Engine(sam, dtype=DTYPES[args.dtype])
-    _query(warm_engine, frames[:2], [("warmup", i) for i in range(2)], tokens[:1])
+    warm = frames[:2]
+    _query(warm_engine, warm, [("warmup", i) for i in range(len(warm))], tokens[:1])
 
     firsts, seconds = [], []
     for r in range(args.repeats):

@@ -21,7 +21,7 @@ MODEL_TYPE = "pixel_qwen2_5_vl"
 # ("configs/sam2.1_hiera_b+"); pip ``sam2`` keeps the same files under a version folder.
 PUBLISHED_SAM2_CONFIG = "configs/sam2.1_hiera_b+"
 _PUBLISHED_NAME = re.compile(r"configs/(sam2(?:\.1)?)_hiera_(t|s|b\+|l)")
-# A SAM 2.1 small enough for tests; built from the mask-decoder backend's tiny recipe.
+# A SAM 2.1 small enough for tests; built from the tiny recipe in model/sam2_source.py.
 TINY_SAM2_CONFIG = "unipixel_ros/tiny-sam2.1"
 
 
