@@ -248,9 +248,10 @@ class FrameWindow:
     def insert(self, frame: Frame) -> Admission:
         """Store an admitted frame and evict what the bounds no longer allow.
 
-        Returns STORED, or why the frame was not kept: its stamp became a duplicate
-        meanwhile, it is older than everything the bounds keep (the window is then left
-        untouched), or it is over ``max_bytes`` by itself.
+        Returns STORED; HELD for a frame stamped far ahead (see the class doc: the next
+        frame decides whether it is stored or dropped); or why the frame was not kept: its
+        stamp became a duplicate meanwhile, it is older than everything the bounds keep (the
+        window is then left untouched), or it is over ``max_bytes`` by itself.
         """
         if frame.nbytes > self._limits.max_bytes:
             return Admission.TOO_LARGE
