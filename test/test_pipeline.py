@@ -405,3 +405,16 @@ def test_a_request_leaves_no_tensors_behind(pipeline, scripted) -> None:
         del result
         counts.append(live_tensors())
     assert counts[1] == counts[2] == counts[0], counts     # features are cached at the first; nothing grows
+
+
+def test_the_heap_a_request_freed_goes_back_to_the_system(pipeline, scripted, monkeypatch) -> None:
+    import unipixel_ros.pipeline as pipeline_module
+
+    trims: list[int] = []
+    monkeypatch.setattr(pipeline_module, "_MALLOC_TRIM", trims.append)
+    frames, stamps = video(2)
+    scripted("a")
+    pipeline.query(frames, stamps, "Describe.")
+    with pytest.raises(PromptError):
+        pipeline.query(frames, stamps, "  ")
+    assert trims == [0, 0]
