@@ -16,7 +16,9 @@ QoS: reliable by default. With DDS restricted to the loopback interface
 (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) Fast DDS sends over UDP only, and a
 best-effort frame larger than a few hundred kB is lost whenever one of its
 fragments overflows the receive buffer, which here is nearly always at 640x480
-and above; ``--qos sensor_data`` shows it.
+and above; ``--qos sensor_data`` shows it. ``delivered`` is the share of all published
+frames that reached each subscriber over the whole stream (warm-up included): what a
+transport loses, as opposed to what the node drops (its /diagnostics say why).
 
 Printed ratios: node CPU per frame / bare CPU per frame, and the node's resident
 memory at the end of the stream / after ``--rss-early`` seconds (clamped to a third
@@ -149,15 +151,17 @@ def run_bare(encoding: str, qos_name: str) -> None:
 # -- harness ---------------------------------------------------------------------------------
 
 class LatestLine:
-    """Keeps the newest ``count N`` a child prints."""
+    """Keeps the newest ``<key> N`` a child prints (``count`` from the bare subscriber,
+    ``published`` from the publisher at its end)."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: subprocess.Popen, key: str = "count") -> None:
         self.value = 0
+        self._key = key + " "
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
 
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
-            if line.startswith("count "):
+            if line.startswith(self._key):
                 self.value = int(line.split()[1])
 
 
@@ -223,6 +227,7 @@ def run_case(width: int, height: int, encoding: str, args: argparse.Namespace, c
     publisher = spawn([__file__, "--role", "publish", "--sizes", f"{width}x{height}",
                        "--encodings", encoding, "--rate", str(args.rate), "--seconds", str(args.seconds),
                        "--qos", args.qos])
+    published = LatestLine(publisher, "published")
     try:
         def sample() -> Sample:
             return Sample(time.monotonic(), cpu_and_faults(node.pid), cpu_and_faults(bare.pid),
@@ -240,6 +245,7 @@ def run_case(width: int, height: int, encoding: str, args: argparse.Namespace, c
         publisher.wait()
         time.sleep(1.0)                                       # let the last reports arrive
         last = sample()
+        delivered = (counter.value / max(published.value, 1), bare_count.value / max(published.value, 1))
         rss_end, bare_rss = rss_mib(node.pid), rss_mib(bare.pid)
     finally:
         for proc in (publisher, node, bare):
@@ -253,7 +259,8 @@ def run_case(width: int, height: int, encoding: str, args: argparse.Namespace, c
     return dict(size=f"{width}x{height}", encoding=encoding, node_frames=node_frames,
                 bare_frames=bare_frames, node_ms=1e3 * per_frame[0], node_faults=per_frame[1],
                 bare_ms=1e3 * per_frame[2], bare_faults=per_frame[3], rss_early=rss_early,
-                rss_end=rss_end, bare_rss=bare_rss, window_mib=counter.bytes_held / 2**20)
+                rss_end=rss_end, bare_rss=bare_rss, window_mib=counter.bytes_held / 2**20,
+                published=published.value, delivered=delivered)
 
 
 def main() -> None:
@@ -302,7 +309,7 @@ def main() -> None:
           f"system time per frame received; warm-up {args.warmup:g} s excluded")
     header = (f"{'size':>10} {'enc':>5} {'frames node/bare':>17} {'bare ms/f':>9} {'node ms/f':>9} "
               f"{'node/bare':>9} {'faults/f bare/node':>18} {'RSS early':>9} {'RSS end':>8} "
-              f"{'end/early':>9} {'window':>8}")
+              f"{'end/early':>9} {'window':>8} {'delivered node/bare':>19}")
     print(header)
     try:
         for width, height in sizes:
@@ -312,7 +319,8 @@ def main() -> None:
                       f"{r['bare_ms']:>9.3f} {r['node_ms']:>9.3f} {r['node_ms'] / r['bare_ms']:>9.2f} "
                       f"{r['bare_faults']:>9.0f}/{r['node_faults']:<8.0f} "
                       f"{r['rss_early']:>8.0f}M {r['rss_end']:>7.0f}M {r['rss_end'] / r['rss_early']:>9.3f} "
-                      f"{r['window_mib']:>7.0f}M", flush=True)
+                      f"{r['window_mib']:>7.0f}M {100 * r['delivered'][0]:>8.0f}%/{100 * r['delivered'][1]:<.0f}%"
+                      f" of {r['published']}", flush=True)
     finally:
         counter.close()
 
