@@ -118,3 +118,18 @@ def test_a_step_on_a_frame_of_the_old_timeline_is_not_recorded() -> None:
     store.record_tracking("a", 110, {bank_id: TrackedMask(mask(True), 0.9, True)}, epoch=0)
     obj = store.get(object_id)
     assert (obj.record.stamps, obj.last_seen_ns) == ((), None)
+
+
+def test_an_object_segmented_on_an_ended_timeline_is_kept_without_its_old_masks() -> None:
+    timeline, state = Timeline(), object()
+    store = ObjectStore(["a"], max_objects=4, max_frames_per_object=3, timelines={"a": timeline})
+    timeline.epoch = 1                       # the stamps jumped back while a click's model call ran
+    clicked = store.add("a", "cup", [(100, mask(True), 0.9)], state, epoch=0)
+    stored = store.bank("a").add("box", [(100, mask(True), 0.8)])   # a query's remember, same timing
+    queried = store.adopt("a", stored, epoch=0)
+    fresh = store.add("a", "mug", [(7, mask(True), 0.7)], epoch=1)
+    by_id = {o.object_id: o for o in store.objects("a")}
+    assert by_id[clicked].record.stamps == () and by_id[queried].record.stamps == ()
+    assert by_id[clicked].mask_at(100) is None and by_id[clicked].first_seen_ns is None
+    assert store.bank("a").tracking(store.bank_id("a", clicked)) is state   # tracking goes on from it
+    assert by_id[fresh].record.stamps == (7,)

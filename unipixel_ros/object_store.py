@@ -130,9 +130,9 @@ class ObjectStore:
                     status.forget_stamps()
 
     def add(self, camera: str, label: str, frames: Iterable[tuple[int, np.ndarray, float]],
-            tracking: object | None = None) -> int:
+            tracking: object | None = None, epoch: int | None = None) -> int:
         """Keep a new object with its (stamp_ns, mask, score) frames and the tracker state that
-        continues it on new frames; returns its node id.
+        continues it on new frames; returns its node id. ``epoch``: see :meth:`adopt`.
 
         Raises :class:`~unipixel_ros.memory.MemoryFullError` when the camera's bank is full.
         """
@@ -141,15 +141,24 @@ class ObjectStore:
             bank_id = bank.add(label, sorted(frames, key=lambda f: f[0]))
             if tracking is not None:
                 bank.attach_tracking(bank_id, tracking)
-            return self.adopt(camera, bank_id)
+            return self.adopt(camera, bank_id, epoch)
 
-    def adopt(self, camera: str, bank_id: int) -> int:
-        """Give a node id to an object the pipeline stored in ``camera``'s bank (idempotent)."""
+    def adopt(self, camera: str, bank_id: int, epoch: int | None = None) -> int:
+        """Give a node id to an object the pipeline stored in ``camera``'s bank (idempotent).
+
+        ``epoch`` is the timeline of the frames the object was segmented on: when the
+        camera's stamps jumped back while the model worked, the object is kept (with its
+        tracker state) but its masks, stamped on the ended timeline, are dropped, as they
+        are for objects that were kept before the jump."""
         with self._lock:
             known = self._by_bank.get((camera, bank_id))
             if known is not None:
                 return known
-            record = self.bank(camera).get(bank_id)
+            bank = self.bank(camera)
+            if epoch is not None and epoch != self._epochs.get(camera, epoch):
+                for stamp in bank.get(bank_id).stamps:
+                    bank.discard_frame(bank_id, stamp)
+            record = bank.get(bank_id)
             object_id = self._next_id
             self._next_id += 1
             status = _Status(camera, bank_id, lost=True, first_seen_ns=None, last_seen_ns=None)

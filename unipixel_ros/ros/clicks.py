@@ -218,7 +218,7 @@ class ClickHandler:
     def _segment(self, camera: str, where: tuple[float, ...], source: str) -> None:
         """Segment the clicked point (x, y) or box (x0, y0, x1, y1) on the newest frame and keep it."""
         feed = self._feeds[camera]
-        frame = feed.window.latest()
+        epoch, frame = feed.window.latest_with_epoch()
         what = "point ({:.1f}, {:.1f})".format(*where) if len(where) == 2 else \
             "box ({:.1f}, {:.1f})-({:.1f}, {:.1f})".format(*where)
         if frame is None:
@@ -233,7 +233,7 @@ class ClickHandler:
             mask, score = obj.masks[0], float(obj.scores[0])
             if not mask.any():
                 raise ClickError("the model found no object there")
-            object_id = self._store.add(camera, obj.label, [(frame.stamp_ns, mask, score)], obj.tracking)
+            object_id = self._store.add(camera, obj.label, [(frame.stamp_ns, mask, score)], obj.tracking, epoch)
         except (PromptError, ClickError, BusyError, ModelUnavailableError, MemoryBankError) as exc:
             self._ignore(f"click {what} on camera '{camera}' from {source} ignored: {exc}")
             return

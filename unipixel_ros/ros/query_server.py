@@ -236,7 +236,7 @@ class QueryServer:
         start = time.perf_counter()
         timings: dict[str, float] = {}
         try:
-            camera, frames, prompts = self._prepare(request)
+            camera, epoch, frames, prompts = self._prepare(request)
             timings["select_frames"] = time.perf_counter() - start
             images = [f.image for f in frames]
             stamps = [f.stamp_ns for f in frames]
@@ -252,7 +252,7 @@ class QueryServer:
                 timings.update(result.timings)
                 timings["pipeline"] = time.perf_counter() - began
             began = time.perf_counter()
-            outcome = self._outcome(camera, frames, result)
+            outcome = self._outcome(camera, epoch, frames, result)
             timings["build_response"] = time.perf_counter() - began
         except QueryCancelled:
             raise
@@ -266,7 +266,8 @@ class QueryServer:
         outcome.timings = timings
         return outcome
 
-    def _prepare(self, request: Any) -> tuple[str, tuple[Frame, ...], list[VisualPrompt]]:
+    def _prepare(self, request: Any) -> tuple[str, int, tuple[Frame, ...], list[VisualPrompt]]:
+        """The camera, its timeline (window epoch, read before the frames), the frames and prompts."""
         if not self._active:
             raise RequestError("the node is inactive; activate it (lifecycle) to answer queries")
         camera = request.camera
@@ -280,6 +281,7 @@ class QueryServer:
         if feed.window.latest() is None:
             topic = self._node.resolve_topic_name(feed.config.subscribed_topic)
             raise RequestError(f"camera '{camera}' has no frames yet (subscribed to {topic})")
+        epoch = feed.window.epoch
         try:
             frames = select_frames(feed.window, seconds, max_frames, self._node.get_clock().now().nanoseconds,
                                    s.max_frame_age_s)
@@ -294,9 +296,9 @@ class QueryServer:
         if request.remember and len(bank) >= bank.max_objects:
             raise RequestError(f"cannot remember: the memory of camera '{camera}' is full ({bank.max_objects} "
                                "objects, memory.max_objects); remove objects or reset it first")
-        return camera, frames, prompts
+        return camera, epoch, frames, prompts
 
-    def _outcome(self, camera: str, frames: Sequence[Frame], result: QueryResult) -> QueryOutcome:
+    def _outcome(self, camera: str, epoch: int, frames: Sequence[Frame], result: QueryResult) -> QueryOutcome:
         objects = []
         remembered = False
         for obj in result.objects:
@@ -304,7 +306,7 @@ class QueryServer:
                 raise RuntimeError(f"the pipeline returned {len(obj.masks)} masks for {len(frames)} frames")
             object_id = 0
             if obj.memory_id is not None:
-                object_id = self._store.adopt(camera, obj.memory_id)
+                object_id = self._store.adopt(camera, obj.memory_id, epoch)
                 remembered = True
             objects.append(object_masks_msg(object_id, obj.label, _score(obj), not bool(obj.masks[-1].any()),
                                             [(f.stamp_ns, f.frame_id, m) for f, m in zip(frames, obj.masks)]))
