@@ -226,7 +226,7 @@ def run_case(width: int, height: int, encoding: str, args: argparse.Namespace, c
     bare_count = LatestLine(bare)
     publisher = spawn([__file__, "--role", "publish", "--sizes", f"{width}x{height}",
                        "--encodings", encoding, "--rate", str(args.rate), "--seconds", str(args.seconds),
-                       "--qos", args.qos])
+                       "--qos", args.publisher_qos or args.qos])
     published = LatestLine(publisher, "published")
     try:
         def sample() -> Sample:
@@ -271,6 +271,9 @@ def main() -> None:
     parser.add_argument("--encodings", default="bgr8", help="comma list of rgb8, bgr8, jpeg")
     parser.add_argument("--qos", default="reliable",
                         help="QoS profile name for publisher and both subscribers (see below)")
+    parser.add_argument("--publisher-qos", default="",
+                        help="QoS profile of the camera publisher (default: --qos); e.g. --qos best_available "
+                        "--publisher-qos reliable, as most drivers publish")
     parser.add_argument("--rss-early", type=float, default=60.0,
                         help="when to take the early RSS sample [s]; clamped to a third of the stream")
     parser.add_argument("--node", choices=["ingest", "full"], default="ingest",
@@ -305,7 +308,8 @@ def main() -> None:
         parser.error("--warmup must be shorter than --seconds (the counts start after it)")
 
     counter = NodeCounter()
-    print(f"node: {args.node}; stream {args.seconds:.0f} s at {args.rate:g} Hz per case, QoS {args.qos}; CPU = user + "
+    print(f"node: {args.node}; stream {args.seconds:.0f} s at {args.rate:g} Hz per case, QoS {args.qos} "
+          f"(publisher {args.publisher_qos or args.qos}); CPU = user + "
           f"system time per frame received; warm-up {args.warmup:g} s excluded")
     header = (f"{'size':>10} {'enc':>5} {'frames node/bare':>17} {'bare ms/f':>9} {'node ms/f':>9} "
               f"{'node/bare':>9} {'faults/f bare/node':>18} {'RSS early':>9} {'RSS end':>8} "
