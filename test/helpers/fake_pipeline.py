@@ -16,7 +16,8 @@ its inputs, so a test can predict every mask the node must return:
 Like the real pipeline, ``query(remember=True)`` stores the objects in the bank with a
 tracking state, and ``segment_prompt`` returns one for the node to store.
 
-The answer names the frame count and size and repeats the text. ``query`` reports
+Loading sleeps ``load_delay_s`` first (a checkpoint that loads for long; nothing is
+logged before it is done). The answer names the frame count and size and repeats the text. ``query`` reports
 progress for each of ``tokens`` decode steps, sleeping ``token_delay_s`` before each and
 honouring the cancel event, like the real pipeline. Every call is appended to
 ``log_path`` as one JSON line (inputs, stamps, a digest of each frame, the request limits)
@@ -86,7 +87,9 @@ class FakePipeline:
     """Deterministic :class:`~unipixel_ros.results.QueryPipeline` (see the module doc)."""
 
     def __init__(self, settings: ModelSettings, log: Callable[[str], None], log_path: str | None = None,
-                 token_delay_s: float = 0.0, tokens: int = 4, track_delay_s: float = 0.0) -> None:
+                 token_delay_s: float = 0.0, tokens: int = 4, track_delay_s: float = 0.0,
+                 load_delay_s: float = 0.0) -> None:
+        time.sleep(load_delay_s)            # a checkpoint that takes its time; nothing is logged before
         self.settings = settings
         log(f"fake pipeline standing in for '{settings.model_id}'")
         self._log_path = Path(log_path) if log_path else None

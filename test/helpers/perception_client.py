@@ -40,7 +40,8 @@ class NodeProcess:
     of ``params_file`` when one is given."""
 
     def __init__(self, namespace: str, params: dict[str, Any], token_delay: float = 0.0,
-                 params_file: Path | None = None, track_delay: float = 0.0) -> None:
+                 params_file: Path | None = None, track_delay: float = 0.0, load_delay: float = 0.0,
+                 switch_interval: float | None = None) -> None:
         self.namespace = namespace
         self._tmp = tempfile.TemporaryDirectory()
         tmp = Path(self._tmp.name)
@@ -53,6 +54,8 @@ class NodeProcess:
         self.proc = spawn(
             [str(HELPERS / "perception_node.py"), "--fake-log", str(self.fake_log),
              "--token-delay", str(token_delay), "--track-delay", str(track_delay),
+             "--load-delay", str(load_delay),
+             *(("--switch-interval", str(switch_interval)) if switch_interval is not None else ()),
              "--ros-args", "-r", f"__ns:={namespace}",
              *(arg for f in files for arg in ("--params-file", str(f)))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)

@@ -111,6 +111,8 @@ class ModelHost:
         self._pipeline: QueryPipeline | None = None
         self._load_error = ""
         self._load_started = self._load_seconds = 0.0
+        self._load_thread: threading.Thread | None = None   # the load running, wanted or abandoned
+        self._load_wanted = False                # keep what that load returns
         self._running = ""                       # LOADING, TRACKING or the request's name
         self._running_cancel: threading.Event | None = None
         self._waiting: deque[object] = deque()
@@ -121,33 +123,54 @@ class ModelHost:
     # -- loading ---------------------------------------------------------------------------
 
     def start_loading(self) -> None:
-        """Load the model in a background thread, unless it is loaded or loading."""
+        """Load the model in a background thread, unless it is loaded or loading.
+
+        A load that :meth:`unload` abandoned but that is still running is taken back
+        instead of starting a second one next to it (twice the memory).
+        """
         with self._cond:
             if self._pipeline is not None or self._running == LOADING:
                 return
             while self._running:                 # a request still finishing on an old model
                 self._cond.wait()
-            self._running, self._load_error = LOADING, ""
+            self._running, self._load_error, self._load_wanted = LOADING, "", True
+            if self._load_thread is not None:    # abandoned, still running: keep its result after all
+                return
             self._load_started = time.monotonic()
-        s = self.settings
-        self._logger.info(f"loading model '{s.model_id}' (device {s.device}, dtype {s.dtype}, "
-                          f"decoder {s.decoder_backend}) in the background")
-        threading.Thread(target=self._load, name="unipixel-model-load", daemon=True).start()
+            self._load_thread = threading.Thread(target=self._load, name="unipixel-model-load", daemon=True)
+            s = self.settings
+            self._logger.info(f"loading model '{s.model_id}' (device {s.device}, dtype {s.dtype}, "
+                              f"decoder {s.decoder_backend}) in the background")
+            self._load_thread.start()
 
     def _load(self) -> None:
         pipeline, error = None, ""
         try:
-            pipeline = self._loader(self.settings, self._logger.warning)
+            pipeline = self._loader(self.settings, self._note)
         except Exception as exc:  # missing files, bad ids, out of memory: all mean "no model"
             error = f"{type(exc).__name__}: {exc}"
         with self._cond:
-            self._pipeline, self._load_error, self._running = pipeline, error, ""
-            self._load_seconds = time.monotonic() - self._load_started
+            self._load_thread = None
+            abandoned = not self._load_wanted    # by unload(): keep nothing, say nothing
+            if not abandoned:
+                self._pipeline, self._load_error, self._running = pipeline, error, ""
+                self._load_seconds = time.monotonic() - self._load_started
+                # Logged under the lock, so that once unload() has returned nothing is logged
+                # (the node may shut ROS down right after it).
+                if error:
+                    self._logger.error(f"could not load model '{self.settings.model_id}': {error}")
+                else:
+                    self._logger.info(f"model '{self.settings.model_id}' ready after {self._load_seconds:.1f} s")
             self._cond.notify_all()
-        if error:
-            self._logger.error(f"could not load model '{self.settings.model_id}': {error}")
-        else:
-            self._logger.info(f"model '{self.settings.model_id}' ready after {self._load_seconds:.1f} s")
+        if abandoned and pipeline is not None:
+            del pipeline
+            _free_accelerator_memory()
+
+    def _note(self, message: str) -> None:
+        """The loader's notes (fallbacks, untrained weights), unless the load was abandoned."""
+        with self._cond:
+            if self._load_wanted:
+                self._logger.warning(message)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until no load is in progress; True when a model is loaded."""
@@ -156,10 +179,17 @@ class ModelHost:
             return self._pipeline is not None
 
     def unload(self) -> None:
-        """Cancel the running request, wait for it (or for a load in progress), drop the model."""
+        """Cancel the running request and wait for it, drop the model.
+
+        A load in progress is abandoned, not waited for: a checkpoint can take minutes
+        to load and cannot be interrupted, so its thread (a daemon) finishes on its own
+        and keeps nothing unless :meth:`start_loading` takes it back first.
+        """
         with self._cond:
             if self._running_cancel is not None:
                 self._running_cancel.set()
+            if self._running == LOADING:
+                self._running, self._load_wanted = "", False
             while self._running:
                 self._cond.wait()
             self._pipeline = None

@@ -16,28 +16,47 @@ manager drives the transitions through the standard ``~/change_state`` service.
 
 ``/diagnostics`` is published from configure to cleanup, including while
 inactive, so a stuck node still says why.
+
+Transitions run in executor threads while the executor waits on the node's entities in
+another; :meth:`UniPixelNode.destroy_subscription` and ``destroy_publisher`` say how
+entities are released safely under it. As a program (:func:`run`), the node stops on
+SIGINT / SIGTERM at any moment, promptly, quietly and with status 0 (see
+:mod:`unipixel_ros.ros.process`).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+if __name__ == "__main__":   # python -m unipixel_ros.ros.node: a Ctrl-C while importing exits quietly
+    from unipixel_ros.ros.process import exit_on_stop_signal
 
-import rclpy
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+    exit_on_stop_signal()
 
-from unipixel_ros.ros.component import ComponentFactory, NodeComponent, NodeContext
-from unipixel_ros.ros.diagnostics import DiagnosticsPublisher
-from unipixel_ros.ros.ingest import CameraFeed, CameraIngest
-from unipixel_ros.ros.model_host import MAX_QUEUED
-from unipixel_ros.ros.params import (
+import functools  # noqa: E402 - after the signal handling above, on purpose
+import threading  # noqa: E402
+from collections.abc import Callable, Mapping, Sequence  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn  # noqa: E402
+from rclpy.publisher import Publisher  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from rclpy.subscription import Subscription  # noqa: E402
+
+from unipixel_ros.ros.component import ComponentFactory, NodeComponent, NodeContext  # noqa: E402
+from unipixel_ros.ros.diagnostics import DiagnosticsPublisher  # noqa: E402
+from unipixel_ros.ros.ingest import CameraFeed, CameraIngest  # noqa: E402
+from unipixel_ros.ros.model_host import MAX_QUEUED  # noqa: E402
+from unipixel_ros.ros.params import (  # noqa: E402
     NodeConfig,
     ParameterError,
     declare_node_parameters,
     load_config,
     read_auto_start,
 )
-from unipixel_ros.ros.perception import Perception, read_perception_config
+from unipixel_ros.ros.perception import Perception, read_perception_config  # noqa: E402
+from unipixel_ros.ros.process import StopRequest, exit_process  # noqa: E402
+from unipixel_ros.ros.spinner import Spinner  # noqa: E402
 
 NODE_NAME = "unipixel"
 
@@ -46,6 +65,23 @@ COMPONENTS: tuple[ComponentFactory, ...] = (Perception,)
 # Query callbacks block while their request runs (1) or waits for the model (up to
 # MAX_QUEUED); the other threads keep camera ingest, tracking, clicks and cancels going.
 EXECUTOR_THREADS = 1 + MAX_QUEUED + 4
+
+
+def _transition(callback: Callable[[UniPixelNode, LifecycleState], TransitionCallbackReturn]
+                ) -> Callable[[UniPixelNode, LifecycleState], TransitionCallbackReturn]:
+    """A transition callback run through the node's runner (see ``run_transitions_with``).
+
+    Transitions come from the change_state service (an executor thread) and, when the
+    process stops, :meth:`UniPixelNode.halt` from the main thread: one at a time, and none
+    after the halt (a request already on its way must not build anything again).
+    """
+    @functools.wraps(callback)
+    def transition(node: UniPixelNode, state: LifecycleState) -> TransitionCallbackReturn:
+        with node._transition_lock:
+            if node._halted:
+                return TransitionCallbackReturn.FAILURE
+            return node._transition_runner(lambda: callback(node, state))
+    return transition
 
 
 class UniPixelNode(LifecycleNode):
@@ -59,6 +95,9 @@ class UniPixelNode(LifecycleNode):
         self._components: list[NodeComponent] = []
         self._diagnostics: DiagnosticsPublisher | None = None
         self._active = False
+        self._transition_lock = threading.RLock()     # see _transition
+        self._transition_runner: Callable[[Callable[[], Any]], Any] = _inline
+        self._halted = False                          # by halt(): the process is stopping
 
     @property
     def config(self) -> NodeConfig | None:
@@ -72,6 +111,7 @@ class UniPixelNode(LifecycleNode):
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @_transition
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             config = load_config(self, also=(read_perception_config,))   # one error names them all
@@ -94,6 +134,7 @@ class UniPixelNode(LifecycleNode):
                                f"converter {self._ingest.converter_note}")
         return TransitionCallbackReturn.SUCCESS
 
+    @_transition
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for component in self._components:
             component.activate()
@@ -101,6 +142,7 @@ class UniPixelNode(LifecycleNode):
         self.get_logger().info("active")
         return super().on_activate(state)
 
+    @_transition
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
         for component in reversed(self._components):
@@ -108,23 +150,78 @@ class UniPixelNode(LifecycleNode):
         self.get_logger().info("inactive")
         return super().on_deactivate(state)
 
+    @_transition
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    @_transition
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    @_transition
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"a transition from '{state.label}' raised; releasing everything")
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def run_transitions_with(self, runner: Callable[[Callable[[], Any]], Any] | None) -> None:
+        """Run each transition callback as ``runner(callback)``; None: where it is triggered.
+
+        :func:`run` passes :meth:`Spinner.call`, so that the entities a transition creates
+        and destroys change between two waits of the executor, never under one.
+        """
+        self._transition_runner = runner or _inline
+
+    def halt(self) -> None:
+        """The process is stopping (see :func:`run`): no transition runs any more, and the work
+        under way ends as on deactivate (the running request cancelled, a model load
+        abandoned, cameras unsubscribed). Waits for a transition that is running to finish."""
+        with self._transition_lock:
+            self._halted = True
+            if self._active:
+                self._active = False
+                for component in reversed(self._components):
+                    component.deactivate()
+
     def release(self) -> None:
-        """Release every component now, whatever the state (process exit: a signal has
-        already shut the context down, so no lifecycle transition can run)."""
-        self._release()
+        """:meth:`halt`, then release every component, whatever the state."""
+        with self._transition_lock:
+            self.halt()
+            self._release()
+
+    # -- entities --------------------------------------------------------------------------
+    #
+    # Components create and destroy subscriptions and publishers in their transitions while
+    # the executor waits on the node's entities and runs callbacks in its pool. Two uses of
+    # an entity there do not mark it in use (rclpy 9.1): a QoS event handler (message lost,
+    # incompatible QoS or type; rclpy gives every subscription and publisher the last two)
+    # is taken in a pool thread after the wait set that found it ready is gone
+    # (``take_data``), and a publisher is used by callbacks still running (a timer that
+    # publishes). Destroyed under them they raise InvalidHandle, which ends the executor
+    # and the process. So the node takes such entities off itself (the executor's next wait
+    # set leaves them out) without destroying them: the last wait set or callback holding
+    # one releases it, and with it its rcl entity. Subscriptions themselves are destroyed
+    # at once (so a camera stops sending), which the executor tolerates. That the executor
+    # never lists an entity half destroyed is :class:`Spinner`'s part (see ``run``).
+
+    def destroy_subscription(self, subscription: Subscription[Any]) -> bool:
+        if subscription in self.subscriptions:
+            self._detach_event_handlers(subscription)
+        return super().destroy_subscription(subscription)
+
+    def destroy_publisher(self, publisher: Publisher[Any]) -> bool:
+        if publisher not in self._publishers:
+            return False
+        self._publishers.remove(publisher)
+        self._detach_event_handlers(publisher)
+        return True
+
+    def _detach_event_handlers(self, entity: Subscription[Any] | Publisher[Any]) -> None:
+        for handler in entity.event_handlers:
+            self.remove_waitable(handler)
+        entity.event_handlers = []          # so that destroying the entity leaves them alone
 
     def _release(self) -> None:
         self._active = False
@@ -145,6 +242,10 @@ class UniPixelNode(LifecycleNode):
                     KeyValue(key="converter_note", value=ingest.converter_note if ingest else "")])]
 
 
+def _inline(job: Callable[[], Any]) -> Any:
+    return job()
+
+
 def start(node: UniPixelNode) -> bool:
     """Configure and activate when ``auto_start`` is set; False if that failed."""
     try:
@@ -160,22 +261,58 @@ def start(node: UniPixelNode) -> bool:
     return node.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = UniPixelNode()
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    executor.add_node(node)
+def run(args: list[str] | None = None, components: Sequence[ComponentFactory] = COMPONENTS,
+        started: Callable[[], None] | None = None) -> int:
+    """Run the node until SIGINT / SIGTERM (or until ROS is shut down); the exit status.
+
+    ``args`` are the process arguments (``sys.argv`` when None), ``components`` the node's
+    (tests pass doubles), ``started`` is called once the node spins. Status 1: the node
+    could not start (bad parameters); 0 otherwise, a signal at any moment included.
+
+    rclpy's own signal handlers are not installed: they shut the context down at once,
+    under callbacks still running and a model load still logging, and leave the rest
+    to a ``KeyboardInterrupt`` wherever the main thread is. Here the executor spins in
+    a thread of its own (:class:`Spinner`, which also runs the transitions) while the
+    main thread waits for the stop, then stops in order: no new callbacks; the work
+    under way stopped (:meth:`UniPixelNode.halt`); the callbacks still running finished
+    (``executor.shutdown``), so that nothing uses what is released next; the node
+    released and destroyed; ROS shut down.
+    """
+    stop = StopRequest()
+    stop.install()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = executor = spinner = None
     try:
+        node = UniPixelNode(components=components)
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor.add_node(node)
         if not start(node):
-            raise SystemExit(1)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+            return 0 if stop.requested else 1
+        if stop.requested:
+            return 0
+        spinner = Spinner(executor, on_exit=stop.set, name="unipixel-executor")
+        node.run_transitions_with(spinner.call)
+        if started is not None:
+            started()
+        stop.wait()
+        return 1 if spinner.failed else 0
     finally:
-        executor.shutdown()
-        node.release()
-        node.destroy_node()
+        if spinner is not None:
+            spinner.stop()
+        if node is not None:
+            node.halt()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.release()
+            node.destroy_node()
         rclpy.try_shutdown()
+        stop.close()
+
+
+def main(args: list[str] | None = None) -> NoReturn:
+    """Run the node as a program (``python -m unipixel_ros.ros.node``)."""
+    exit_process(run(args))
 
 
 if __name__ == "__main__":
