@@ -35,7 +35,7 @@ setup(
     extras_require={"export": ["onnx", "onnxruntime", "onnxscript"]},
     entry_points={
         "console_scripts": [
-            "unipixel_node = unipixel_ros.ros.node:main",
+            "unipixel_node = unipixel_ros.ros.process:main",
         ],
     },
 )

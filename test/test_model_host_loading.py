@@ -1,0 +1,82 @@
+"""ModelHost: a model load in progress is abandoned by unload, never waited for (ROS-free)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from unipixel_ros.ros.model_host import ModelHost, ModelSettings, ModelUnavailableError
+
+SETTINGS = ModelSettings("slow-model", "cpu", "auto", "torch")
+
+
+class Logger:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg: str) -> None:
+        self.lines.append(msg)
+
+    warning = error = info
+
+
+class SlowLoader:
+    """Loads once ``finish`` is set; counts its calls and leaves a note in the log."""
+
+    def __init__(self) -> None:
+        self.finish = threading.Event()
+        self.calls = 0
+        self.done = threading.Event()
+
+    def __call__(self, settings: ModelSettings, log) -> str:
+        self.calls += 1
+        self.finish.wait(10)
+        log("slow loader's note")
+        self.done.set()
+        return "pipeline"
+
+
+def loading_host() -> tuple[ModelHost, SlowLoader, Logger]:
+    loader, logger = SlowLoader(), Logger()
+    host = ModelHost(SETTINGS, "queue", 2, logger, loader)
+    host.start_loading()
+    return host, loader, logger
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_unload_abandons_a_load_in_progress() -> None:
+    host, loader, logger = loading_host()
+    began = time.monotonic()
+    host.unload()
+    assert time.monotonic() - began < 1.0                 # did not wait for the load
+    assert not host.wait_ready(0) and not host.stats().loaded
+    with pytest.raises(ModelUnavailableError, match="no model is loaded"):
+        with host.exclusive("query"):
+            pass
+    logged = list(logger.lines)
+    loader.finish.set()
+    assert loader.done.wait(5)
+    wait_until(lambda: not any(t.name == "unipixel-model-load" for t in threading.enumerate()))
+    assert not host.stats().loaded                        # what it loaded was dropped
+    assert logger.lines == logged                         # and nothing was said after unload
+
+
+def test_loading_again_takes_the_abandoned_load_back() -> None:
+    host, loader, logger = loading_host()
+    host.unload()
+    host.start_loading()                                  # while the first load still runs
+    assert host.stats().running == "model load"
+    loader.finish.set()
+    assert host.wait_ready(5)
+    assert loader.calls == 1                              # one load, not two side by side
+    assert "slow loader's note" in logger.lines
+    assert any("ready after" in line for line in logger.lines)
+    with host.exclusive("query") as pipeline:
+        assert pipeline == "pipeline"
