@@ -1,9 +1,9 @@
-"""UniPixelNode releases subscriptions and publishers safely under a spinning executor.
+"""UniPixelNode releases subscriptions, publishers and services safely under a spinning executor.
 
 In-process, on a MultiThreadedExecutor as the node program uses it: a publisher is
-destroyed while a callback is about to publish on it, and a subscription is destroyed
-while the executor has handed a QoS event of it to its (busy) thread pool. Either used
-to raise InvalidHandle out of the executor. Afterwards the rcl entities go away.
+destroyed while a callback is about to publish on it, a service while it answers, and a
+subscription while the executor has handed a QoS event of it to its (busy) thread pool.
+Each used to raise InvalidHandle out of the executor. Afterwards the entities go away.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rclpy.event_handler import QoSSubscriptionEventType, SubscriptionEventCallb
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
 
 from helpers.perception_client import wait_for  # noqa: E402
 from unipixel_ros.ros.node import UniPixelNode  # noqa: E402
@@ -91,6 +92,32 @@ def test_a_publisher_destroyed_while_a_callback_is_about_to_publish(spinning: Sp
     assert published.is_set()
     del pub, step
     wait_for(lambda: node.count_publishers(topic) == 0, 10, "the publisher gone")
+
+
+def test_a_service_destroyed_while_it_answers(spinning: Spinning) -> None:
+    node, name = spinning.node, "/entities/trigger"
+    entered, proceed = threading.Event(), threading.Event()
+
+    def answer(request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        entered.set()
+        proceed.wait(10)
+        response.success = True
+        return response
+
+    group = ReentrantCallbackGroup()
+    srv = node.create_service(Trigger, name, answer, callback_group=group)
+    client = node.create_client(Trigger, name, callback_group=group)
+    assert client.wait_for_service(timeout_sec=10)
+    future = client.call_async(Trigger.Request())
+    assert entered.wait(10)
+    assert node.destroy_service(srv)
+    assert srv not in node.services
+    proceed.set()
+    wait_for(future.done, 10, "the answer")
+    spinning.settle()
+    assert future.result().success
+    del srv, answer
+    wait_for(lambda: not client.service_is_ready(), 10, "the service gone")
 
 
 def test_a_subscription_destroyed_while_its_event_waits_for_a_thread(spinning: Spinning) -> None:

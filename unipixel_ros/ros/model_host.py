@@ -179,21 +179,22 @@ class ModelHost:
             return self._pipeline is not None
 
     def unload(self) -> None:
-        """Cancel the running request and wait for it, drop the model.
+        """Drop the model: cancel the running request and wait for it; the waiting ones are
+        refused (no model), not run one after the other.
 
         A load in progress is abandoned, not waited for: a checkpoint can take minutes
         to load and cannot be interrupted, so its thread (a daemon) finishes on its own
         and keeps nothing unless :meth:`start_loading` takes it back first.
         """
         with self._cond:
+            self._pipeline = None                # the running request holds its own reference
             if self._running_cancel is not None:
                 self._running_cancel.set()
             if self._running == LOADING:
                 self._running, self._load_wanted = "", False
+            self._cond.notify_all()
             while self._running:
                 self._cond.wait()
-            self._pipeline = None
-            self._cond.notify_all()
         _free_accelerator_memory()
 
     # -- use -------------------------------------------------------------------------------

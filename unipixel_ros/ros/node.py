@@ -17,11 +17,12 @@ manager drives the transitions through the standard ``~/change_state`` service.
 ``/diagnostics`` is published from configure to cleanup, including while
 inactive, so a stuck node still says why.
 
-Transitions run in executor threads while the executor waits on the node's entities in
-another; :meth:`UniPixelNode.destroy_subscription` and ``destroy_publisher`` say how
-entities are released safely under it. As a program (:func:`run`), the node stops on
-SIGINT / SIGTERM at any moment, promptly, quietly and with status 0 (see
-:mod:`unipixel_ros.ros.process`).
+Transitions create and destroy entities while the executor waits on the node's entities
+and runs callbacks in its pool. As a program (:func:`run`) they run on the executor's own
+thread between two of its waits (:class:`~unipixel_ros.ros.spinner.Spinner`), and the
+node releases entities without pulling them from under a callback still using them
+(:mod:`unipixel_ros.ros.entities`). The program stops on SIGINT / SIGTERM at any moment,
+promptly, quietly and with status 0 (see :mod:`unipixel_ros.ros.process`).
 """
 from __future__ import annotations
 
@@ -39,12 +40,11 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn  # noqa: E402
-from rclpy.publisher import Publisher  # noqa: E402
 from rclpy.signals import SignalHandlerOptions  # noqa: E402
-from rclpy.subscription import Subscription  # noqa: E402
 
 from unipixel_ros.ros.component import ComponentFactory, NodeComponent, NodeContext  # noqa: E402
 from unipixel_ros.ros.diagnostics import DiagnosticsPublisher  # noqa: E402
+from unipixel_ros.ros.entities import ReleasingNode  # noqa: E402
 from unipixel_ros.ros.ingest import CameraFeed, CameraIngest  # noqa: E402
 from unipixel_ros.ros.model_host import MAX_QUEUED  # noqa: E402
 from unipixel_ros.ros.params import (  # noqa: E402
@@ -84,7 +84,7 @@ def _transition(callback: Callable[[UniPixelNode, LifecycleState], TransitionCal
     return transition
 
 
-class UniPixelNode(LifecycleNode):
+class UniPixelNode(ReleasingNode, LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, *,
                  components: Sequence[ComponentFactory] = COMPONENTS, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
@@ -191,38 +191,6 @@ class UniPixelNode(LifecycleNode):
             self.halt()
             self._release()
 
-    # -- entities --------------------------------------------------------------------------
-    #
-    # Components create and destroy subscriptions and publishers in their transitions while
-    # the executor waits on the node's entities and runs callbacks in its pool. Two uses of
-    # an entity there do not mark it in use (rclpy 9.1): a QoS event handler (message lost,
-    # incompatible QoS or type; rclpy gives every subscription and publisher the last two)
-    # is taken in a pool thread after the wait set that found it ready is gone
-    # (``take_data``), and a publisher is used by callbacks still running (a timer that
-    # publishes). Destroyed under them they raise InvalidHandle, which ends the executor
-    # and the process. So the node takes such entities off itself (the executor's next wait
-    # set leaves them out) without destroying them: the last wait set or callback holding
-    # one releases it, and with it its rcl entity. Subscriptions themselves are destroyed
-    # at once (so a camera stops sending), which the executor tolerates. That the executor
-    # never lists an entity half destroyed is :class:`Spinner`'s part (see ``run``).
-
-    def destroy_subscription(self, subscription: Subscription[Any]) -> bool:
-        if subscription in self.subscriptions:
-            self._detach_event_handlers(subscription)
-        return super().destroy_subscription(subscription)
-
-    def destroy_publisher(self, publisher: Publisher[Any]) -> bool:
-        if publisher not in self._publishers:
-            return False
-        self._publishers.remove(publisher)
-        self._detach_event_handlers(publisher)
-        return True
-
-    def _detach_event_handlers(self, entity: Subscription[Any] | Publisher[Any]) -> None:
-        for handler in entity.event_handlers:
-            self.remove_waitable(handler)
-        entity.event_handlers = []          # so that destroying the entity leaves them alone
-
     def _release(self) -> None:
         self._active = False
         if self._diagnostics:
@@ -286,7 +254,7 @@ def run(args: list[str] | None = None, components: Sequence[ComponentFactory] = 
         node = UniPixelNode(components=components)
         executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
-        if not start(node):
+        if stop.requested or not start(node):
             return 0 if stop.requested else 1
         if stop.requested:
             return 0

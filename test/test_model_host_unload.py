@@ -1,4 +1,5 @@
-"""ModelHost: a model load in progress is abandoned by unload, never waited for (ROS-free)."""
+"""ModelHost.unload (deactivate, cleanup, the process stopping) waits only for the running
+request: a load in progress is abandoned, waiting requests are refused (ROS-free)."""
 from __future__ import annotations
 
 import threading
@@ -6,6 +7,7 @@ import time
 
 import pytest
 
+from unipixel_ros.results import QueryCancelled
 from unipixel_ros.ros.model_host import ModelHost, ModelSettings, ModelUnavailableError
 
 SETTINGS = ModelSettings("slow-model", "cpu", "auto", "torch")
@@ -80,3 +82,42 @@ def test_loading_again_takes_the_abandoned_load_back() -> None:
     assert any("ready after" in line for line in logger.lines)
     with host.exclusive("query") as pipeline:
         assert pipeline == "pipeline"
+
+
+def unload_under_requests() -> tuple[list[str], dict[str, str]]:
+    """One request running (it notices a cancel), two waiting, then unload: what ran, how each ended."""
+    host = ModelHost(SETTINGS, "queue", 2, Logger(), lambda settings, log: "pipeline")
+    host.start_loading()
+    assert host.wait_ready(5)
+    cancel, ran, outcomes = threading.Event(), [], {}
+
+    def request(name: str, cancel: threading.Event | None = None) -> None:
+        try:
+            with host.exclusive(name, cancel):
+                ran.append(name)
+                if cancel is not None:        # a pipeline that notices the cancel at its next step
+                    cancel.wait(10)
+                    raise QueryCancelled("canceled")
+            outcomes[name] = "ran"
+        except (QueryCancelled, ModelUnavailableError) as exc:
+            outcomes[name] = type(exc).__name__
+
+    threads = [threading.Thread(target=request, args=("running", cancel))]
+    threads[0].start()
+    wait_until(lambda: ran == ["running"])
+    threads += [threading.Thread(target=request, args=(name,)) for name in ("second", "third")]
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: host.stats().queued == 2)
+    host.unload()
+    for thread in threads:
+        thread.join(5)
+    return ran, outcomes
+
+
+def test_unload_refuses_the_waiting_requests() -> None:
+    for _ in range(20):        # which thread takes the lock first when the running one ends varies
+        ran, outcomes = unload_under_requests()
+        assert ran == ["running"]
+        assert outcomes == {"running": "QueryCancelled", "second": "ModelUnavailableError",
+                            "third": "ModelUnavailableError"}
