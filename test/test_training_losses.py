@@ -92,3 +92,20 @@ def test_mismatched_shapes_are_refused():
         frame_mask_losses(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1, 8, 8))
     with pytest.raises(LossInputError, match="labels"):
         language_loss(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
+
+
+def test_kept_fit_trains_the_hypothesis_inference_keeps_not_the_best_fitting():
+    # Inference keeps the highest predicted IoU (here the wrong mask); with SAM 2 frozen only
+    # that mask matters, so "kept" takes the focal and dice terms from it.
+    target = _square()
+    right = (target * 2 - 1) * 20
+    logits = torch.stack([right, -right, -right])[None]
+    ious = torch.tensor([[0.2, 0.9, 0.1]])
+    kept = frame_mask_losses(logits, ious, torch.tensor([[3.0]]), target[None], fit="kept")
+    best = frame_mask_losses(logits, ious, torch.tensor([[3.0]]), target[None], fit="best")
+    assert kept.dice.item() == pytest.approx(dice_loss(-right, target).item())
+    assert kept.focal.item() == pytest.approx(sigmoid_focal_loss(-right, target).item())
+    assert best.dice.item() == pytest.approx(dice_loss(right, target).item())
+    assert kept.iou.item() == pytest.approx(best.iou.item())
+    with pytest.raises(LossInputError, match="fit must be"):
+        frame_mask_losses(logits, ious, torch.tensor([[3.0]]), target[None], fit="first")

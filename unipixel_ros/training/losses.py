@@ -10,9 +10,13 @@ The UniPixel paper trains with a linear combination of five terms, weighted
 * cross-entropy on SAM's object-presence logit.
 
 When SAM 2 predicts three masks (one click or the ``<SEG>`` seed), the focal and
-dice terms are taken on the hypothesis that fits best (lowest weighted focal plus
-dice) and the IoU term on all three, as SAM 2 is trained. Mask terms count only
-on frames where the object is visible; the presence term counts everywhere.
+dice terms are taken on one hypothesis and the IoU term on all three. While SAM 2
+trains, that hypothesis is the one that fits best (lowest weighted focal plus dice),
+as SAM 2 is trained: its IoU head learns to rank the three. While SAM 2 is frozen
+only the prompts (``<SEG>`` seeds) learn, and inference keeps the hypothesis SAM 2's
+IoU head ranks first, so the mask terms go to that one (``fit="kept"``): training
+the best-fitting one instead improves a mask inference then discards. Mask terms
+count only on frames where the object is visible; the presence term counts everywhere.
 All terms are averaged over (object, frame) pairs.
 """
 from __future__ import annotations
@@ -24,6 +28,9 @@ import torch.nn.functional as F
 
 FOCAL_ALPHA = 0.25
 FOCAL_GAMMA = 2.0
+# Which of SAM 2's mask hypotheses the focal and dice terms train (see the module doc).
+FIT_BEST = "best"
+FIT_KEPT = "kept"
 
 
 class LossInputError(ValueError):
@@ -98,13 +105,17 @@ class MaskLossTerms:
 
 def frame_mask_losses(multimask_logits: torch.Tensor, predicted_ious: torch.Tensor,
                       object_logits: torch.Tensor, targets: torch.Tensor,
-                      weights: LossWeights = LossWeights()) -> MaskLossTerms:
+                      weights: LossWeights = LossWeights(), fit: str = FIT_BEST) -> MaskLossTerms:
     """The mask terms of one frame for a batch of objects.
 
     ``multimask_logits`` [B, M, H, W] (M = 1 or 3 hypotheses, at the target's size),
     ``predicted_ious`` [B, M], ``object_logits`` [B, 1], ``targets`` [B, H, W] (0/1).
+    ``fit`` picks the hypothesis the focal and dice terms train: ``"best"`` (the best
+    fitting) or ``"kept"`` (the highest predicted IoU, the one inference keeps).
     Returns sums over the batch; ``objects`` is B.
     """
+    if fit not in (FIT_BEST, FIT_KEPT):
+        raise LossInputError(f"fit must be {FIT_BEST!r} or {FIT_KEPT!r}, got {fit!r}")
     if multimask_logits.dim() != 4 or targets.dim() != 3 or multimask_logits.shape[0] != targets.shape[0] \
             or multimask_logits.shape[-2:] != targets.shape[-2:]:
         raise LossInputError(f"mask logits {tuple(multimask_logits.shape)} do not fit targets "
@@ -117,7 +128,10 @@ def frame_mask_losses(multimask_logits: torch.Tensor, predicted_ious: torch.Tens
     focal = sigmoid_focal_loss(multimask_logits, expanded)  # [B, M]
     dice = dice_loss(multimask_logits, expanded)
     iou_error = (predicted_ious.float() - mask_iou(multimask_logits.detach(), expanded)).abs()
-    best = torch.argmin(weights.focal * focal + weights.dice * dice, dim=1, keepdim=True)
+    if fit == FIT_KEPT:
+        best = torch.argmax(predicted_ious.detach(), dim=1, keepdim=True)
+    else:
+        best = torch.argmin(weights.focal * focal + weights.dice * dice, dim=1, keepdim=True)
     present = targets.flatten(1).any(dim=1).float()  # [B]
     objectness = F.binary_cross_entropy_with_logits(object_logits.float().reshape(-1), present,
                                                     reduction="sum")

@@ -30,11 +30,24 @@ from unipixel_ros.synthetic import RequestKind, random_request, random_video
 from unipixel_ros.synthetic.requests import MIN_PROMPT_PIXELS, RequestUnavailable, _make_prompt
 from unipixel_ros.training.formatting import (ChatExample, ClickExample, caption_example, prompted_examples,
                                               text_referring_example)
-from unipixel_ros.training.losses import LossWeights, MaskLossTerms, frame_mask_losses, language_loss
+from unipixel_ros.training.losses import (FIT_BEST, FIT_KEPT, LossWeights, MaskLossTerms, frame_mask_losses,
+                                          language_loss)
 from unipixel_ros.training.recipe import PARAMETER_GROUPS, Recipe, Stage
 from unipixel_ros.training.sam2_path import FrameFeatures, encode_frames, segment_clip
 
 WARMUP_FRACTION = 0.03
+# The vision tower and the <|mem|> projector learn at this fraction of a stage's rate. Their
+# MLPs read the merger's RMS-normed 256-wide patch features, which share a large mean
+# (L1 norm ~50 over tokens); Adam moves each weight by about the rate per step whatever the
+# gradient's size, so at the stage's rate every step shifts all video and <|mem|> embeddings
+# together by ~rate x 50 per coordinate. That shared shift random-walks (norm 0.6 -> 50-70 in
+# the language stages at 1e-3 to 2e-3), the embeddings end up with cosine 0.99 to their mean,
+# and behind the language model's RMSNorm their per-object content (colour) is a few percent
+# of what it reads: the content is there (a standardised linear probe finds it) but the
+# language model does not learn to use it. At a tenth of the rate the embeddings keep their
+# scale and spread (norm ~1.4, cosine 0.44 after 300 steps).
+VISION_FEATURE_LR_SCALE = 0.1
+VISION_FEATURE_GROUPS = ("vision", "memory_projector")
 VIDEO_CLICK_OBJECTS = 2
 QUESTION_KINDS = [RequestKind.POINT_QUESTION, RequestKind.BOX_QUESTION, RequestKind.MULTI_OBJECT, RequestKind.PIXEL_QA]
 GRAD_CLIP_NORM = 1.0
@@ -135,8 +148,13 @@ class _SamJob:
 
 def sam_losses(sam2: torch.nn.Module, clips: list[np.ndarray], jobs: list[_SamJob],
                weights: LossWeights) -> MaskLossTerms:
-    """Mask terms of every object of ``jobs`` over its clip (clips [T, H, W, 3] of one size)."""
+    """Mask terms of every object of ``jobs`` over its clip (clips [T, H, W, 3] of one size).
+
+    With SAM 2 frozen the mask terms train the hypothesis inference keeps (see
+    :mod:`unipixel_ros.training.losses`); while it trains, the best-fitting one.
+    """
     num_frames, height, width = clips[0].shape[:3]
+    fit = FIT_BEST if any(p.requires_grad for p in sam2.parameters()) else FIT_KEPT
     features = encode_frames(sam2, np.concatenate(clips))
     total = MaskLossTerms.zero(features.image_embed.device)
     for job in jobs:
@@ -147,7 +165,7 @@ def sam_losses(sam2: torch.nn.Module, clips: list[np.ndarray], jobs: list[_SamJo
         for t, prediction in enumerate(predictions):
             logits = upsample_mask_logits(prediction.logits, height, width)
             total = total + frame_mask_losses(logits, prediction.ious, prediction.object_logits,
-                                              targets[:, t].float(), weights)
+                                              targets[:, t].float(), weights, fit)
     return total
 
 
@@ -164,6 +182,18 @@ def stage_parameters(model: torch.nn.Module, stage: Stage) -> tuple[list, list]:
         if train:
             (sam if name.startswith("sam2.") else main).append(parameter)
     return main, sam
+
+
+def optimizer_groups(model: torch.nn.Module, stage: Stage) -> list[dict]:
+    """AdamW parameter groups of a stage with their peak rates: the stage's rate, the vision
+    features' share of it (``VISION_FEATURE_LR_SCALE``) and SAM 2's (``sam_lr_scale``)."""
+    main, sam = stage_parameters(model, stage)
+    prefixes = tuple(p for group in VISION_FEATURE_GROUPS for p in PARAMETER_GROUPS[group])
+    vision_ids = {id(p) for n, p in model.named_parameters() if n.startswith(prefixes)}
+    groups = [{"params": [p for p in main if id(p) not in vision_ids], "lr": stage.lr},
+              {"params": [p for p in main if id(p) in vision_ids], "lr": stage.lr * VISION_FEATURE_LR_SCALE},
+              {"params": sam, "lr": stage.lr * stage.sam_lr_scale}]
+    return [g for g in groups if g["params"]]
 
 
 def lr_factor(step: int, steps: int) -> float:
@@ -219,10 +249,8 @@ class Trainer:
         source = ExampleSource(self.processor, int(self.model.sam2.image_size), rng)
         if stage.prompt_encoder_from_sam:
             self.model.ref_encoder.load_state_dict(self.model.sam2.sam_prompt_encoder.state_dict())
-        main, sam = stage_parameters(self.model, stage)
-        groups = [{"params": main, "lr": stage.lr}]
-        if sam:
-            groups.append({"params": sam, "lr": stage.lr * stage.sam_lr_scale})
+        groups = optimizer_groups(self.model, stage)
+        trained = [p for g in groups for p in g["params"]]
         optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
         peaks = [g["lr"] for g in optimizer.param_groups]
         kinds, weights = zip(*stage.mix.items())
@@ -241,7 +269,7 @@ class Trainer:
             losses = self.step(examples)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(main + sam, GRAD_CLIP_NORM)
+            torch.nn.utils.clip_grad_norm_(trained, GRAD_CLIP_NORM)
             optimizer.step()
             for key, value in losses.items():
                 history[key].append(float(value.detach()))
