@@ -143,3 +143,15 @@ def test_status_rates_levels_and_reasons() -> None:
 def test_status_tells_whether_calibration_arrived(info_topic: str, expected: str) -> None:
     feed, clock, _ = make_feed(info_topic=info_topic)
     assert values(CameraDiagnostics("/n", feed, "/t", clock).status(True))["camera_info"] == expected
+
+
+def test_status_counts_a_frame_held_for_a_stamp_leap_and_the_outlier_it_turned_out_to_be() -> None:
+    feed, clock, _ = make_feed()
+    diag = CameraDiagnostics("/ns/unipixel", feed, "/ns/cam/image_raw", clock)
+    for s in (1, 2, 3):
+        feed.on_image(image(s))
+    assert feed.on_image(image(3600 + 3)) == "held_stamp_jump"    # one frame an hour ahead
+    assert feed.on_image(image(4)) == "stored"                     # the next one continues the old stamps
+    v = values(diag.status(active=True))
+    assert (v["received"], v["stored"], v["held_stamp_jump"], v["stamp_outliers"]) == ("5", "4", "1", "1")
+    assert [f.stamp_ns // 10**9 for f in feed.window.snapshot()] == [2, 3, 4]

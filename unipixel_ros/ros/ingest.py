@@ -57,6 +57,7 @@ class FeedCounters:
     received: int = 0
     stored: int = 0
     decimated: int = 0
+    held_stamp_jump: int = 0                                   # held aside: stamped far ahead (FrameWindow)
     dropped: Mapping[str, int] = field(default_factory=dict)   # reason -> frames
     lost_in_transport: int = 0                                 # reported by the middleware
     camera_infos: int = 0
@@ -141,7 +142,7 @@ class CameraFeed:
         with self._lock:
             return FeedCounters(dropped=dict(self._dropped), last_drop=self._last_drop,
                                 **{k: self._counts[k] for k in
-                                   ("received", "stored", "decimated", "lost_in_transport",
+                                   ("received", "stored", "decimated", "held_stamp_jump", "lost_in_transport",
                                     "camera_infos")})
 
     def _bump(self, key: str) -> None:
