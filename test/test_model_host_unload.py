@@ -55,9 +55,8 @@ def wait_until(predicate, timeout: float = 5.0) -> None:
 
 def test_unload_abandons_a_load_in_progress() -> None:
     host, loader, logger = loading_host()
-    began = time.monotonic()
     host.unload()
-    assert time.monotonic() - began < 1.0                 # did not wait for the load
+    assert not loader.done.is_set()                       # returned without waiting for the load
     assert not host.wait_ready(0) and not host.stats().loaded
     with pytest.raises(ModelUnavailableError, match="no model is loaded"):
         with host.exclusive("query"):
