@@ -190,6 +190,14 @@ def main() -> None:
             extra = sorted(o.id for o in kept.objects)[count:]      # the answer may segment more
             if extra:
                 call(remove_client, RemoveObjects.Request(ids=extra))
+            deadline = time.monotonic() + 120.0              # the first step may load and compile kernels
+            while True:
+                with lock:
+                    if any(t[2] == count for t in tracked[-5:]):
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no tracked frame with {count} objects within 120 s")
+                time.sleep(0.05)
             time.sleep(2.0)                                  # the first steps build the trackers' memory
             with lock:
                 since = len(tracked)

@@ -27,7 +27,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                                         r"^point\s+second/first = \d+\.\d{3}$"]),
     "bench_training.py": (["--smoke"], [r"^\s+sam: .*\(1\.00 x sam\)", r"^\s+track: .*\(\d+\.\d{2} x sam\)",
                                         r"^\s+click: .*\(\d+\.\d{2} x text_image\)$"]),
-    "bench_ingest.py": (["--smoke"], [r"^\s+64x48\s+bgr8\s+[1-9]\d*/[1-9]\d*\s+\d+\.\d{3}\s+\d+\.\d{3}\s+\d+\.\d{2}\s"
+    "bench_ingest.py": (["--smoke"], [r"^\s+64x48\s+bgr8\s+\d+/\d+\s+\d+\.\d{3}\s+\d+\.\d{3}\s+\d+\.\d{2}\s"
                                       r".*\s\d+\.\d{3}\s+\d+M\s+\d+%/\d+% of [1-9]\d*$"]),
     "bench_node_query.py": (["--smoke"], [r"ROS overhead / pipeline time = .* = \d+\.\d{4}$",
                                           r"frames/s 5 objects / 1 object = \d+\.\d{3}; "
