@@ -16,7 +16,8 @@ from unipixel_ros.prompts import PointPrompt
 from unipixel_ros.synthetic import random_video
 from unipixel_ros.synthetic.scenes import Scene, SceneObject, random_scene
 from unipixel_ros.training.checkpoint import read_training_log
-from unipixel_ros.training.evaluate import evaluate, mask_iou
+from unipixel_ros.scoring import mask_iou
+from unipixel_ros.training.evaluate import evaluate
 from unipixel_ros.training.recipe import DEFAULT_RECIPE
 
 COUNT = 16

@@ -24,7 +24,7 @@ from helpers.ros_client import interrupt, ros_args, spawn  # noqa: E402
 from unipixel_ros.msg import ObjectMasksArray  # noqa: E402
 from unipixel_ros.srv import ListObjects, Query  # noqa: E402
 from unipixel_ros.synthetic.scenes import Scene, SceneObject, random_scene  # noqa: E402
-from unipixel_ros.training.evaluate import mask_iou  # noqa: E402
+from unipixel_ros.scoring import mask_iou  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

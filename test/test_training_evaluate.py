@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from unipixel_ros.synthetic import RequestKind
-from unipixel_ros.training.evaluate import (CATEGORIES, CategoryScores, EvaluationError, boundary_f, clip_scores,
-                                            expression_type, held_out_requests, mask_iou)
+from unipixel_ros.scoring import boundary_f, clip_scores, mask_iou
+from unipixel_ros.training.evaluate import CATEGORIES, CategoryScores, EvaluationError, expression_type, held_out_requests
 
 
 def _rect(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
+from unipixel_ros.scoring import clip_scores, mask_iou
 from unipixel_ros.synthetic import RequestKind, SyntheticRequest, answer_matches, random_request
 from unipixel_ros.synthetic.scenes import DEFAULT_HEIGHT, DEFAULT_WIDTH
 
 HELD_OUT_SEED = 20_250_917
-# DAVIS boundary tolerance: a fraction of the image diagonal.
-BOUNDARY_TOLERANCE = 0.008
 CATEGORIES = ("text_image", "text_video", "point", "box", "click", "click_box", "pixel_qa")
 # Relational referring phrases name the target only by its place: "the shape to the left of ...".
 RELATION_PREFIX = "the shape "
@@ -44,44 +41,9 @@ class EvaluationError(ValueError):
     """An evaluation setting that cannot run."""
 
 
-def mask_iou(predicted: np.ndarray, expected: np.ndarray) -> float:
-    """IoU of two boolean masks (1 when both are empty)."""
-    union = np.logical_or(predicted, expected).sum()
-    return float(np.logical_and(predicted, expected).sum() / union) if union else 1.0
-
-
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    eroded = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    return mask & ~eroded.astype(bool)
-
-
-def boundary_f(predicted: np.ndarray, expected: np.ndarray) -> float:
-    """DAVIS F: precision / recall of boundary pixels within the tolerance, harmonic mean."""
-    height, width = expected.shape
-    radius = max(1, math.ceil(BOUNDARY_TOLERANCE * math.hypot(height, width)))
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    pred_b, gt_b = _boundary(predicted), _boundary(expected)
-    if not pred_b.any() and not gt_b.any():
-        return 1.0
-    if not pred_b.any() or not gt_b.any():
-        return 0.0
-    gt_near = cv2.dilate(gt_b.astype(np.uint8), disk).astype(bool)
-    pred_near = cv2.dilate(pred_b.astype(np.uint8), disk).astype(bool)
-    precision = (pred_b & gt_near).sum() / pred_b.sum()
-    recall = (gt_b & pred_near).sum() / gt_b.sum()
-    return float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0
-
-
 def expression_type(expression: str) -> str:
     """``relation`` for "the shape left of the blue square", ``attribute`` for "the red circle"."""
     return "relation" if expression.startswith(RELATION_PREFIX) else "attribute"
-
-
-def clip_scores(predicted: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
-    """(J, F) of one object over a clip: per-frame IoU and boundary F, averaged over frames."""
-    j = [mask_iou(p, e) for p, e in zip(predicted, expected)]
-    f = [boundary_f(p, e) for p, e in zip(predicted, expected)]
-    return float(np.mean(j)), float(np.mean(f))
 
 
 @dataclass
