@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from unipixel_ros.memory import ObjectMemoryBank
-from unipixel_ros.pipeline import UniPixelPipeline, build_pipeline, frame_key
+from unipixel_ros.pipeline import UniPixelPipeline, build_pipeline, frame_key, name_objects
 from unipixel_ros.prompts import (REF_TOKEN, BoxPrompt, MaskPrompt, MemoryPrompt, PointPrompt, PromptError,
                                   RequestLimits)
 from unipixel_ros.results import QueryCancelled
@@ -418,3 +418,21 @@ def test_the_heap_a_request_freed_goes_back_to_the_system(pipeline, scripted, mo
     with pytest.raises(PromptError):
         pipeline.query(frames, stamps, "  ")
     assert trims == [0, 0]
+
+
+def test_name_objects_names_each_seg_token_after_the_prompted_objects() -> None:
+    assert name_objects("Sure, it is <|seg|>.") == "Sure, it is [obj 1]."
+    assert name_objects("<|seg|> and <|seg|>", first=2) == "[obj 3] and [obj 4]"
+    assert name_objects("  A  red circle. ") == "A red circle."
+
+
+def test_the_answer_names_the_objects_it_returned(pipeline, scripted) -> None:
+    frames, stamps = video(3, seed=5)
+    scripted("<|seg|>", ",", "<|seg|>")
+    result = pipeline.query(frames, stamps, "Please segment the red circle and the blue square.")
+    assert result.answer == "[obj 1], [obj 2]" and len(result.objects) == 2
+    prompts = [PointPrompt(object_index=0, frame_index=0, x=10, y=20)]
+    scripted("a", "<|seg|>")              # pass 1 reads the head once, then the answer has one <|seg|>
+    result = pipeline.query(frames, stamps, "Segment what is next to [0].", prompts)
+    assert [o.label for o in result.objects][0] == "[0]" and len(result.objects) == 2
+    assert result.answer == "[obj 2]"     # the answer's object comes after the prompted one

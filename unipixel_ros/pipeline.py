@@ -124,9 +124,18 @@ def _check_frames(frames: Sequence[np.ndarray], stamps: Sequence[int]) -> list[n
     return arrays
 
 
-def _clean_answer(text: str) -> str:
-    """The answer as people read it: the ``<|seg|>`` markers dropped, spacing tidied."""
-    return " ".join(text.replace(SEG_TOKEN, " ").split())
+# How an answer names the object a ``<|seg|>`` produced: its 1-based place in the result's
+# ``objects`` (the response's ``objects`` array), whether or not it was remembered.
+OBJECT_NAME = "[obj {}]"
+
+
+def name_objects(text: str, first: int = 0) -> str:
+    """The answer as people read it: the n-th ``<|seg|>`` becomes the name of ``objects[first + n]``
+    (:data:`OBJECT_NAME`, counted from 1), spacing tidied. ``first`` is the number of objects
+    listed before the answer's own (those a request's prompts produced)."""
+    head, *rest = text.split(SEG_TOKEN)
+    named = head + "".join(f" {OBJECT_NAME.format(first + n + 1)}{part}" for n, part in enumerate(rest))
+    return " ".join(named.split())
 
 
 class UniPixelPipeline:
@@ -207,6 +216,7 @@ class UniPixelPipeline:
             answer = decode_response(self.processor, answer_ids)
 
             step("segment", len(answer_ids), answer)
+            prompted = len(objects)
             with clock.stage("segment"):
                 for i, tokens in enumerate(seg_tokens):
                     step("segment", len(answer_ids), answer)
@@ -218,7 +228,8 @@ class UniPixelPipeline:
                 for obj in objects:
                     obj.memory_id = memory.add(obj.label, zip(stamps, obj.masks, obj.scores.tolist()))
                     memory.attach_tracking(obj.memory_id, obj.tracking)
-        return QueryResult(answer=_clean_answer(answer), objects=objects, timings=clock.timings)
+        return QueryResult(answer=name_objects(answer, first=prompted), objects=objects,
+                           timings=clock.timings)
 
     def _given_masks(self, prompts: Sequence[VisualPrompt], stamps: Sequence[int],
                      memory: ObjectMemoryBank | None, height: int, width: int) -> dict[int, np.ndarray]:
