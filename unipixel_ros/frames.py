@@ -19,6 +19,11 @@ Conventions
   switched, a driver restart). The window owns the camera's timeline: its
   ``epoch`` counts the restarts, and whatever is keyed on stamps (the tracker's
   "newer than the last stamp", kept objects' per-frame masks) follows it.
+* A camera with a depth stream also holds its depth images (:class:`DepthImage`, metres,
+  ``float32``), beside the colour frames rather than inside them: depth and colour arrive
+  separately, in either order, and a colour frame is paired with the depth image nearest in
+  stamp when it is used (:meth:`FrameWindow.depth_near`). Depth images follow the same
+  bounds (their bytes count toward ``max_bytes``, oldest colour or depth image leaves first).
 """
 from __future__ import annotations
 
@@ -107,6 +112,31 @@ class Frame:
         return int(self.image.shape[1])
 
 
+@dataclass(frozen=True, eq=False)
+class DepthImage:
+    """One stored depth image: metres (0 / NaN = no measurement), its stamp, frame and calibration."""
+
+    depth_m: np.ndarray
+    stamp_ns: int
+    frame_id: str
+    camera_info: CameraIntrinsics | None = None
+
+    def __post_init__(self) -> None:
+        depth = self.depth_m
+        if not isinstance(depth, np.ndarray) or depth.dtype != np.float32 or depth.ndim != 2 or 0 in depth.shape:
+            raise FrameError(f"depth image must be a float32 (H, W) numpy array with H, W > 0, got "
+                             f"{type(depth).__name__} {getattr(depth, 'dtype', '')} {getattr(depth, 'shape', '')}")
+        if not depth.flags.c_contiguous:
+            raise FrameError("depth image must be C-contiguous")
+        if depth.flags.writeable:
+            depth.flags.writeable = False
+        object.__setattr__(self, "stamp_ns", int(self.stamp_ns))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.depth_m.nbytes)
+
+
 @dataclass(frozen=True)
 class WindowLimits:
     """Bounds of one camera's window; all must be positive so memory stays bounded."""
@@ -159,6 +189,7 @@ class WindowStats:
     stamp_resets: int              # timeline restarts (stamps jumped back); the window's epoch
     stamp_outliers: int            # single frames stamped far ahead that the next frame did not follow
     limits: WindowLimits = field(repr=False)
+    depth_frames: int = 0          # depth images held (their bytes are in ``bytes``)
 
     @property
     def span_s(self) -> float:
@@ -216,6 +247,8 @@ class FrameWindow:
         self._stamp_outliers = 0
         self._newest_arrival = 0.0     # arrival clock when the newest held frame came
         self._held: tuple[Frame, float] | None = None   # a leaping frame and its arrival
+        self._depths: list[DepthImage] = []
+        self._depth_stamps: list[int] = []
 
     @property
     def limits(self) -> WindowLimits:
@@ -274,7 +307,9 @@ class FrameWindow:
                 self._held = (frame, now)
                 return Admission.HELD
             if self._stamps and stamp < self._stamps[-1] - self._limits.duration_ns:
+                near = [d for d in self._depths if abs(d.stamp_ns - stamp) <= self._limits.duration_ns]
                 self._reset_locked()
+                self._keep_depths_locked(near)
                 self._stamp_resets += 1
                 self._newest_seen_ns = stamp
                 self._usable_seen = 1
@@ -284,6 +319,39 @@ class FrameWindow:
         """:meth:`admit` then :meth:`insert`, for a frame that is already decoded."""
         verdict = self.admit(frame.stamp_ns)
         return self.insert(frame) if verdict is Admission.STORED else verdict
+
+    def insert_depth(self, depth: DepthImage) -> Admission:
+        """Store a depth image (STORED), or say why not: its stamp is already held, it is alone
+        over ``max_bytes``, or it is older than the bounds keep. A depth stamp further back than
+        ``duration_s`` behind the newest depth image restarts the depth images (a new timeline)."""
+        if depth.nbytes > self._limits.max_bytes:
+            return Admission.TOO_LARGE
+        stamp = depth.stamp_ns
+        with self._lock:
+            i = bisect.bisect_left(self._depth_stamps, stamp)
+            if i < len(self._depth_stamps) and self._depth_stamps[i] == stamp:
+                return Admission.DUPLICATE_STAMP
+            if self._depth_stamps and stamp < self._depth_stamps[-1] - self._limits.duration_ns:
+                self._keep_depths_locked([])
+                i = 0
+            self._depth_stamps.insert(i, stamp)
+            self._depths.insert(i, depth)
+            self._bytes += depth.nbytes
+            self._evicted += self._evict_locked()
+            return Admission.STORED if self._holds_depth(depth) else Admission.TOO_OLD
+
+    def depth_near(self, stamp_ns: int) -> tuple[DepthImage | None, int | None]:
+        """The held depth image nearest in stamp to ``stamp_ns`` (older wins a tie) and its
+        distance [ns]; (None, None) while none is held."""
+        with self._lock:
+            i = bisect.bisect_left(self._depth_stamps, stamp_ns)
+            best: tuple[DepthImage | None, int | None] = (None, None)
+            for j in (i - 1, i):
+                if 0 <= j < len(self._depth_stamps):
+                    dist = abs(self._depth_stamps[j] - stamp_ns)
+                    if best[1] is None or dist < best[1]:
+                        best = (self._depths[j], dist)
+            return best
 
     def clear(self) -> None:
         """Forget every frame and restart the decimation phase; counters are kept."""
@@ -313,6 +381,16 @@ class FrameWindow:
         self._evicted += self._evict_locked()
         return Admission.STORED
 
+    def _holds_depth(self, depth: DepthImage) -> bool:
+        i = bisect.bisect_left(self._depth_stamps, depth.stamp_ns)
+        return i < len(self._depths) and self._depths[i] is depth
+
+    def _keep_depths_locked(self, depths: list[DepthImage]) -> None:
+        self._bytes -= sum(d.nbytes for d in self._depths)
+        self._depths = sorted(depths, key=lambda d: d.stamp_ns)
+        self._depth_stamps = [d.stamp_ns for d in self._depths]
+        self._bytes += sum(d.nbytes for d in self._depths)
+
     def _holds(self, stamp_ns: int) -> bool:
         i = bisect.bisect_left(self._stamps, stamp_ns)
         return i < len(self._stamps) and self._stamps[i] == stamp_ns
@@ -320,23 +398,49 @@ class FrameWindow:
     def _reset_locked(self) -> None:
         self._frames.clear()
         self._stamps.clear()
+        self._depths.clear()
+        self._depth_stamps.clear()
         self._bytes = 0
         self._usable_seen = 0
         self._newest_seen_ns = None
         self._held = None
 
     def _evict_locked(self) -> int:
-        """Drop oldest frames until all bounds hold; returns how many were dropped."""
+        """Drop oldest frames and depth images until all bounds hold; returns how many colour
+        frames were dropped. Depth images follow the duration bound measured from the newest
+        depth image (their own stream: a depth stream that restarts before the colour one keeps
+        its new images) and the count bound; over the byte bound the oldest of either kind
+        leaves first."""
         limits = self._limits
-        cutoff = self._stamps[-1] - limits.duration_ns
         n = 0
-        while (self._stamps[n] < cutoff or len(self._stamps) - n > limits.max_frames
-               or self._bytes > limits.max_bytes):
-            self._bytes -= self._frames[n].nbytes
-            n += 1
+        if self._stamps:
+            cutoff = self._stamps[-1] - limits.duration_ns
+            while n < len(self._stamps) and (self._stamps[n] < cutoff
+                                             or len(self._stamps) - n > limits.max_frames):
+                self._bytes -= self._frames[n].nbytes
+                n += 1
+        d = 0
+        if self._depth_stamps:
+            cutoff = self._depth_stamps[-1] - limits.duration_ns
+            while d < len(self._depth_stamps) and (self._depth_stamps[d] < cutoff
+                                                   or len(self._depth_stamps) - d > limits.max_frames):
+                self._bytes -= self._depths[d].nbytes
+                d += 1
+        while self._bytes > limits.max_bytes and (n < len(self._stamps) or d < len(self._depth_stamps)):
+            colour_first = d >= len(self._depth_stamps) or (
+                n < len(self._stamps) and self._stamps[n] <= self._depth_stamps[d])
+            if colour_first:
+                self._bytes -= self._frames[n].nbytes
+                n += 1
+            else:
+                self._bytes -= self._depths[d].nbytes
+                d += 1
         if n:
             del self._frames[:n]
             del self._stamps[:n]
+        if d:
+            del self._depths[:d]
+            del self._depth_stamps[:d]
         return n
 
     # -- reading -------------------------------------------------------------------------
@@ -408,5 +512,6 @@ class FrameWindow:
                 stamp_resets=self._stamp_resets,
                 stamp_outliers=self._stamp_outliers,
                 limits=self._limits,
+                depth_frames=len(self._depths),
             )
 
