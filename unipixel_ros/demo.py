@@ -14,7 +14,11 @@ Runs everything on this machine (DDS on loopback only, a private ROS domain):
    segments with SAM 2 alone and keeps (clicking again, on the next shape, while the
    node finds nothing there, which happens with a model that was not trained);
 4. records the tracked objects, label images and overlays for a few seconds;
-5. writes ``answer.txt``, ``summary.json``, the query's mask PNGs and the tracked masks,
+5. scores itself: the synthetic camera's frames are known, so every mask the node sent
+   (the query's, the click's and the tracked ones) is compared with the true mask of the
+   shape it was asked for on the same frame (found from the frame's pixels), and the IoUs
+   are printed and written to ``summary.json`` under ``scores``;
+6. writes ``answer.txt``, ``summary.json``, the query's mask PNGs and the tracked masks,
    label images (16-bit) and overlays as PNG to the output folder, then stops the
    processes and exits 0.
 
@@ -167,6 +171,61 @@ def click_targets(stream: Any, image: np.ndarray, hint: int, first: str) -> list
     return targets
 
 
+# How far past the last frame found the ground truth looks for the next one (60 s at 5 Hz).
+_SEARCH_FRAMES = 300
+
+
+class GroundTruth:
+    """The true masks of the frames the demo received, by stamp: each frame is found in the
+    synthetic stream by its pixels (the camera sends rgb8, so they match exactly)."""
+
+    def __init__(self, stream: Any, rec: Recorder) -> None:
+        self._stream, self._rec = stream, rec
+        self._indices: dict[int, int | None] = {}      # stamp -> stream frame index
+
+    def mask(self, stamp: int, name: str) -> np.ndarray | None:
+        """The shape ``name``'s true mask on the frame stamped ``stamp``; None if unknown."""
+        index = self._index(stamp)
+        if index is None:
+            return None
+        scene, _ = self._stream.scene_at(index)
+        names = [o.name for o in scene.objects]
+        return self._stream.frame(index).masks[names.index(name)] if name in names else None
+
+    def _index(self, stamp: int) -> int | None:
+        if stamp not in self._indices:
+            with self._rec.lock:
+                msg = self._rec.images.get(stamp)
+            self._indices[stamp] = None if msg is None else self._find(pixels(msg))
+        return self._indices[stamp]
+
+    def _find(self, image: np.ndarray) -> int | None:
+        # Frames are looked up in stamp order, so the next one is a few frames past the last.
+        hint = max((i for i in self._indices.values() if i is not None), default=0)
+        index = self._stream.index_of(image, range(hint, hint + _SEARCH_FRAMES))
+        return index if index is not None else self._stream.index_of(image, range(hint))
+
+
+def score_track(truth: GroundTruth, name: str, masks: list[tuple[int, np.ndarray]]) -> dict[str, Any]:
+    """IoU of an object's masks ((stamp, mask) pairs) with shape ``name``'s true masks."""
+    from unipixel_ros.scoring import mask_iou
+
+    ious = [mask_iou(mask, expected) for stamp, mask in masks
+            if (expected := truth.mask(stamp, name)) is not None]
+    if not ious:
+        return {"object": name, "frames": 0}
+    return {"object": name, "frames": len(ious), "mean_iou": round(float(np.mean(ious)), 3),
+            "min_iou": round(float(np.min(ious)), 3), "frames_iou_at_least_0.5": int(sum(i >= 0.5 for i in ious))}
+
+
+def best_match(truth: GroundTruth, names: list[str], stamp: int, mask: np.ndarray) -> str | None:
+    """The shape whose true mask overlaps ``mask`` most on that frame (what the mask is on)."""
+    from unipixel_ros.scoring import mask_iou
+
+    overlaps = {n: mask_iou(mask, m) for n in names if (m := truth.mask(stamp, n)) is not None}
+    return max(overlaps, key=overlaps.get) if overlaps and max(overlaps.values()) > 0 else None
+
+
 def run(options: dict[str, str]) -> None:
     # Imported here: the ROS environment variables must be set before rclpy loads.
     import rclpy
@@ -301,7 +360,10 @@ def run(options: dict[str, str]) -> None:
         say(f"tracking for {track_seconds:g} s")
         time.sleep(track_seconds)
         summary = write_tracking_outputs(out, rec, since)
-        summary.update(model=options["model"] or "node default", question=question, answer=result.answer,
+        scores = score_demo(GroundTruth(stream, rec), [o.name for o in scene.objects], target, result, click,
+                            rec, since)
+        say_scores(scores)
+        summary.update(scores=scores, model=options["model"] or "node default", question=question, answer=result.answer,
                        query_objects=[{"id": o.id, "label": o.label, "score": round(o.score, 3)}
                                       for o in result.objects],
                        timings=timings, click=click,
@@ -320,6 +382,47 @@ def run(options: dict[str, str]) -> None:
         rclpy.try_shutdown(context=context)
         node.stop()
         camera.stop()
+
+
+def score_demo(truth: GroundTruth, names: list[str], target: str, result: Any, click: dict | None,
+               rec: Recorder, since_ns: int) -> dict[str, Any]:
+    """IoU with the truth of the query's masks (on the frames it used), of what each query object
+    was then tracked as, and of the clicked object's tracked masks."""
+    stamps = [stamp_ns(s) for s in result.frame_stamps]
+    with rec.lock:
+        tracked = [m for m in rec.tracked if stamp_ns(m.header.stamp) >= since_ns]
+
+    def track_of(keep: Callable[[Any], bool]) -> list[tuple[int, np.ndarray]]:
+        return [(stamp_ns(m.header.stamp), pixels(o.masks[0]) > 0) for m in tracked for o in m.objects if keep(o)]
+
+    scores: dict[str, Any] = {"query": [], "click": None}
+    for obj in result.objects:
+        masks = [pixels(m) > 0 for m in obj.masks]
+        entry = {"id": obj.id, "label": obj.label, **score_track(truth, target, list(zip(stamps, masks))),
+                 "mask_is_on": best_match(truth, names, stamps[-1], masks[-1])}
+        if obj.id:
+            entry["tracked"] = score_track(truth, target, track_of(lambda o, i=obj.id: o.id == i))
+        scores["query"].append(entry)
+    if click is not None:
+        query_ids = {o.id for o in result.objects}
+        scores["click"] = score_track(truth, click["object"],
+                                      track_of(lambda o: o.label == "click" and o.id not in query_ids))
+    return scores
+
+
+def say_scores(scores: dict[str, Any]) -> None:
+    def line(s: dict[str, Any]) -> str:
+        if not s.get("frames"):
+            return f"no frame to score against the {s['object']}"
+        return (f"IoU with the true {s['object']}: mean {s['mean_iou']:.2f}, min {s['min_iou']:.2f}, "
+                f">= 0.5 on {s['frames_iou_at_least_0.5']} of {s['frames']} frames")
+    for entry in scores["query"]:
+        say(f"score: query object {entry['id'] or '-'} ({entry['label']}): {line(entry)}; "
+            f"its mask is on the {entry['mask_is_on'] or 'background'}")
+        if "tracked" in entry:
+            say(f"score:   tracked afterwards: {line(entry['tracked'])}")
+    if scores["click"] is not None:
+        say(f"score: clicked object tracked: {line(scores['click'])}")
 
 
 def list_objects(client: Any, srv_type: Any, srv: str, wait: Callable) -> list:
