@@ -21,6 +21,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 
 from unipixel_ros.frames import WindowLimits, WindowLimitsError
+from unipixel_ros.objects3d import DepthSettings, DepthSettingsError
 from unipixel_ros.ros.conversions import CONVERTER_BACKENDS
 from unipixel_ros.ros.qos import QOS_NAMES, QosError, qos_profile
 
@@ -101,6 +102,15 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "this [s]."),
     ParamSpec("clicks.clicked_point_topic", "/clicked_point", "geometry_msgs/PointStamped clicks "
               "(RViz Publish Point); empty = not subscribed."),
+    ParamSpec("depth.max_stamp_offset_s", 0.05, "A colour frame is paired with the depth image nearest "
+              "in stamp within this [s]; none within it = no 3-D for that frame."),
+    ParamSpec("depth.min_m", 0.1, "Depth below this is no measurement [m]."),
+    ParamSpec("depth.max_m", 10.0, "Depth above this is no measurement [m]."),
+    ParamSpec("depth.band_m", 0.15, "Points under a mask farther than this from the median depth of the "
+              "mask are outliers (edge bleed onto the background) [m]."),
+    ParamSpec("depth.min_points", 20, "An object with fewer valid depth points has no 3-D on that frame."),
+    ParamSpec("depth.target_frame", "", "Frame the 3-D results are published in (through tf2); empty = "
+              "each camera's optical frame."),
 )
 
 CAMERA_PARAMS: tuple[ParamSpec, ...] = (
@@ -110,6 +120,10 @@ CAMERA_PARAMS: tuple[ParamSpec, ...] = (
               "sensor_msgs/CompressedImage (JPEG/PNG) on image_topic/compressed."),
     ParamSpec("camera_info_topic", "", "sensor_msgs/CameraInfo topic stored with each frame; "
               "empty = none."),
+    ParamSpec("depth_topic", "", "sensor_msgs/Image depth registered to the colour image (16UC1 mm or "
+              "32FC1 m); empty = no depth, no 3-D."),
+    ParamSpec("depth_camera_info_topic", "", "CameraInfo of the depth image (needed when its size differs "
+              "from the colour image's); empty = the colour calibration."),
 )
 
 
@@ -133,6 +147,8 @@ class CameraConfig:
     image_topic: str             # base topic, as configured (relative or absolute)
     transport: str
     camera_info_topic: str       # empty = none
+    depth_topic: str = ""        # registered depth image; empty = none
+    depth_camera_info_topic: str = ""   # its CameraInfo; empty = the colour one
 
     @property
     def subscribed_topic(self) -> str:
@@ -157,6 +173,7 @@ class NodeConfig:
     qos: QosConfig
     converter_backend: str
     diagnostics_period_s: float
+    depth: DepthSettings = DepthSettings()
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -239,11 +256,16 @@ def _read_cameras(check: _Checker) -> tuple[CameraConfig, ...]:
         image_topic = check.string(camera_param(name, "image_topic"), None, specs["image_topic"])
         info_topic = check.string(camera_param(name, "camera_info_topic"), None,
                                   specs["camera_info_topic"])
+        depth_topic = check.string(camera_param(name, "depth_topic"), None, specs["depth_topic"])
+        depth_info = check.string(camera_param(name, "depth_camera_info_topic"), None,
+                                  specs["depth_camera_info_topic"])
         image_topic = image_topic or f"{name}/image_raw"
         check.topic(camera_param(name, "image_topic"), image_topic)
-        if info_topic:
-            check.topic(camera_param(name, "camera_info_topic"), info_topic)
-        cameras.append(CameraConfig(name, image_topic, transport, info_topic))
+        for key, topic in (("camera_info_topic", info_topic), ("depth_topic", depth_topic),
+                           ("depth_camera_info_topic", depth_info)):
+            if topic:
+                check.topic(camera_param(name, key), topic)
+        cameras.append(CameraConfig(name, image_topic, transport, info_topic, depth_topic, depth_info))
     return tuple(cameras)
 
 
@@ -256,6 +278,17 @@ def _read_window(check: _Checker) -> WindowLimits | None:
     except WindowLimitsError as exc:
         check.fail(f"window.{exc.field}", exc.why)
         return None
+
+
+def _read_depth(check: _Checker) -> DepthSettings:
+    try:
+        return DepthSettings(min_m=check.real("depth.min_m"), max_m=check.real("depth.max_m"),
+                             band_m=check.real("depth.band_m"), min_points=check.get("depth.min_points"),
+                             max_stamp_offset_s=check.real("depth.max_stamp_offset_s"),
+                             target_frame=check.get("depth.target_frame"))
+    except DepthSettingsError as exc:
+        check.fail(f"depth.{exc.field}", exc.why)
+        return DepthSettings()
 
 
 def _read_qos(check: _Checker, direction: str) -> tuple[str, int]:
@@ -281,6 +314,7 @@ def load_config(node: Node, also: Iterable[ParameterReader] = ()) -> NodeConfig:
     check = _Checker(node)
     cameras = _read_cameras(check)
     window = _read_window(check)
+    depth = _read_depth(check)
     qos_in, qos_out = _read_qos(check, "input"), _read_qos(check, "output")
     backend = check.string("conversion.backend", CONVERTER_BACKENDS)
     period = check.real("diagnostics.period_s")
@@ -295,4 +329,4 @@ def load_config(node: Node, also: Iterable[ParameterReader] = ()) -> NodeConfig:
         raise ParameterError(check.problems)
     return NodeConfig(cameras=cameras, window=window,
                       qos=QosConfig(qos_in[0], qos_in[1], qos_out[0], qos_out[1]),
-                      converter_backend=backend, diagnostics_period_s=period)
+                      converter_backend=backend, diagnostics_period_s=period, depth=depth)
