@@ -11,6 +11,13 @@ configure, it subscribes on activate and unsubscribes on deactivate (windows
 keep their frames while inactive, and are dropped at cleanup). Each camera has
 its own mutually exclusive callback group, so one camera's frames are handled
 in order while cameras run in parallel under a multi-threaded executor.
+
+A camera with ``depth_topic`` also gets its depth images (decoded to metres, kept in the
+same window) and optionally their own CameraInfo. A depth image that cannot be used is
+counted under ``depth_dropped.<reason>`` (bad_encoding, truncated, bad_size, ...); a
+colour frame that gets no 3-D is counted under ``no_3d.<reason>`` when it is used
+(:meth:`CameraFeed.registered_depth`): no depth yet, too far in time, size mismatch,
+calibrations that do not scale. Both show in a ``camera <name> depth`` status.
 """
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticStatus
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
 from rclpy.impl.rcutils_logger import RcutilsLogger
@@ -29,7 +37,8 @@ from rclpy.node import Node
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from unipixel_ros.frames import NS_PER_S, Admission, CameraIntrinsics, Frame, FrameWindow, WindowLimits
+from unipixel_ros.frames import NS_PER_S, Admission, CameraIntrinsics, DepthImage, Frame, FrameWindow, WindowLimits
+from unipixel_ros.objects3d import DepthError, DepthSettings, decode_depth, resample_to_colour
 from unipixel_ros.ros.conversions import (
     ConverterUnavailable,
     ImageConverter,
@@ -102,6 +111,11 @@ class CameraFeed:
         self._dropped: Counter[str] = Counter()
         self._last_drop = ""
         self._camera_info: CameraIntrinsics | None = None
+        self._depth_info: CameraIntrinsics | None = None
+        self._depth_counts: Counter[str] = Counter()
+        self._depth_dropped: Counter[str] = Counter()
+        self._no_3d: Counter[str] = Counter()
+        self._last_depth_problem = ""
 
     @property
     def name(self) -> str:
@@ -129,6 +143,105 @@ class CameraFeed:
             return self._drop(verdict.value, f"stamp {stamp} ns")
         self._bump(verdict.value)
         return verdict.value
+
+    def on_depth(self, msg: Image) -> str:
+        """Depth subscription callback; returns "stored" or why the image was dropped."""
+        stamp = stamp_ns(msg.header.stamp)
+        with self._lock:
+            self._depth_counts["received"] += 1
+        try:
+            depth = decode_depth(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
+            verdict = self.window.insert_depth(DepthImage(depth, stamp, msg.header.frame_id, self._depth_info))
+        except DepthError as exc:
+            return self._depth_problem(self._depth_dropped, exc.reason, str(exc), "dropped a depth image")
+        except Exception as exc:  # nothing a publisher sends may raise out of the callback
+            return self._depth_problem(self._depth_dropped, CONVERSION_FAILURE, f"{type(exc).__name__}: {exc}",
+                                       "dropped a depth image")
+        if verdict is not Admission.STORED:
+            return self._depth_problem(self._depth_dropped, verdict.value, f"stamp {stamp} ns",
+                                       "dropped a depth image")
+        with self._lock:
+            self._depth_counts["stored"] += 1
+        return verdict.value
+
+    def on_depth_info(self, msg: CameraInfo) -> None:
+        self._depth_info = camera_intrinsics(msg)
+        with self._lock:
+            self._depth_counts["camera_infos"] += 1
+
+    def registered_depth(self, frame: Frame, settings: DepthSettings) -> np.ndarray:
+        """The depth paired with ``frame``, in metres on the colour pixel grid.
+
+        Raises :class:`DepthError` naming why there is none (each reason counted under
+        ``no_3d``): no depth topic, no depth image yet, the nearest one further off in time
+        than ``depth.max_stamp_offset_s``, no colour CameraInfo, a size that differs without
+        both calibrations, or calibrations that are not a pure scaling of one another.
+        """
+        try:
+            if not self.config.depth_topic:
+                raise DepthError("no_depth_topic", f"set cameras.{self.name}.depth_topic for 3-D")
+            depth, offset = self.window.depth_near(frame.stamp_ns)
+            if depth is None:
+                raise DepthError("no_depth_yet", f"no depth image received on {self.config.depth_topic}")
+            if offset > settings.max_stamp_offset_ns:
+                raise DepthError("stamp_offset", f"nearest depth image is {offset / NS_PER_S:.3f} s from the frame "
+                                 f"(depth.max_stamp_offset_s = {settings.max_stamp_offset_s:g})")
+            colour_info = frame.camera_info or self._camera_info
+            if colour_info is None:
+                raise DepthError("no_camera_info", f"no CameraInfo for camera '{self.name}' (set cameras."
+                                 f"{self.name}.camera_info_topic), so depth cannot become points")
+            if depth.depth_m.shape == frame.image.shape[:2]:
+                return depth.depth_m
+            depth_info = depth.camera_info
+            if depth_info is None:
+                raise DepthError("size_mismatch", f"depth is {depth.depth_m.shape[1]}x{depth.depth_m.shape[0]}, "
+                                 f"colour {frame.width}x{frame.height}, and no depth CameraInfo maps one onto "
+                                 f"the other (set cameras.{self.name}.depth_camera_info_topic)")
+            return resample_to_colour(depth.depth_m, depth_info.k, colour_info.k, frame.image.shape[:2])
+        except DepthError as exc:
+            if exc.reason != "no_depth_topic":
+                self._depth_problem(self._no_3d, exc.reason, str(exc), f"frame {frame.stamp_ns} ns has no 3-D")
+            raise
+
+    def count_no_3d(self, reason: str, detail: str) -> None:
+        """Count an object left without 3-D for a reason found after pairing (e.g. too few points)."""
+        with self._lock:
+            self._no_3d[reason] += 1
+            self._last_depth_problem = f"{reason}: {detail}"
+
+    def _depth_problem(self, counter: Counter[str], reason: str, detail: str, what: str) -> str:
+        with self._lock:
+            counter[reason] += 1
+            self._last_depth_problem = f"{reason}: {detail}"
+        held = self._throttle(f"depth.{reason}")
+        if held is not None:
+            more = f" ({held} more since the last report)" if held else ""
+            self._logger.warning(f"camera '{self.name}': {what}, {reason}: {detail}{more}")
+        return reason
+
+    def depth_status(self, node_name: str, active: bool) -> DiagnosticStatus:
+        """The ``camera <name> depth`` status: depth images received and dropped, frames without 3-D."""
+        with self._lock:
+            counts, dropped, no_3d = dict(self._depth_counts), dict(self._depth_dropped), dict(self._no_3d)
+            last = self._last_depth_problem
+        stats = self.window.stats()
+        values = [KeyValue(key="topic", value=self.config.depth_topic),
+                  KeyValue(key="camera_info_topic", value=self.config.depth_camera_info_topic),
+                  *(KeyValue(key=k, value=str(counts.get(k, 0))) for k in ("received", "stored", "camera_infos")),
+                  KeyValue(key="depth_held", value=str(stats.depth_frames)),
+                  *(KeyValue(key=f"depth_dropped.{r}", value=str(n)) for r, n in sorted(dropped.items())),
+                  *(KeyValue(key=f"no_3d.{r}", value=str(n)) for r, n in sorted(no_3d.items())),
+                  KeyValue(key="last_problem", value=last)]
+        if not active:
+            level, message = DiagnosticStatus.OK, "inactive"
+        elif not counts.get("received"):
+            level, message = DiagnosticStatus.WARN, f"no depth received on {self.config.depth_topic}; 2-D only"
+        elif last:
+            level, message = DiagnosticStatus.WARN, f"last problem: {last}"
+        else:
+            level, message = DiagnosticStatus.OK, f"{counts.get('stored', 0)} depth images stored"
+        return DiagnosticStatus(level=level, name=f"{node_name}: camera {self.name} depth", message=message,
+                                values=values)
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = camera_intrinsics(msg)
@@ -196,6 +309,13 @@ class CameraIngest:
                 self._subscriptions.append(self._node.create_subscription(
                     CameraInfo, feed.config.camera_info_topic, feed.on_camera_info, self._qos,
                     callback_group=group))
+            if feed.config.depth_topic:
+                self._subscriptions.append(self._node.create_subscription(
+                    Image, feed.config.depth_topic, feed.on_depth, self._qos, callback_group=group))
+            if feed.config.depth_camera_info_topic:
+                self._subscriptions.append(self._node.create_subscription(
+                    CameraInfo, feed.config.depth_camera_info_topic, feed.on_depth_info, self._qos,
+                    callback_group=group))
 
     def deactivate(self) -> None:
         for sub in self._subscriptions:
@@ -208,4 +328,6 @@ class CameraIngest:
         self._diagnostics.clear()
 
     def diagnostics(self) -> list[DiagnosticStatus]:
-        return [d.status(active=self.active) for d in self._diagnostics]
+        name = self._node.get_fully_qualified_name()
+        return [*(d.status(active=self.active) for d in self._diagnostics),
+                *(f.depth_status(name, self.active) for f in self.feeds.values() if f.config.depth_topic)]

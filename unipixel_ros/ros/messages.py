@@ -16,7 +16,7 @@ from std_msgs.msg import Header
 
 from unipixel_ros.frames import NS_PER_S
 from unipixel_ros.geometry import mask_to_box
-from unipixel_ros.msg import ObjectInfo, ObjectMasks, StageTiming
+from unipixel_ros.msg import Object3D, ObjectInfo, ObjectMasks, StageTiming
 from unipixel_ros.msg import VisualPrompt as VisualPromptMsg
 from unipixel_ros.object_store import StoredObject
 from unipixel_ros.prompts import BoxPrompt, MaskPrompt, MemoryPrompt, PointPrompt, PromptError, VisualPrompt
@@ -74,15 +74,19 @@ def roi_msg(mask: np.ndarray) -> RegionOfInterest:
 
 
 def object_masks_msg(object_id: int, label: str, score: float, lost: bool,
-                     frames: Sequence[tuple[int, str, np.ndarray]]) -> ObjectMasks:
-    """One object's masks on frames given as (stamp_ns, frame_id, mask), oldest first."""
+                     frames: Sequence[tuple[int, str, np.ndarray]], object3d: Object3D | None = None) -> ObjectMasks:
+    """One object's masks on frames given as (stamp_ns, frame_id, mask), oldest first, and its
+    3-D on the newest one (none given: point_count 0, status "no depth")."""
     if not frames:
         raise ValueError(f"object {object_id} has no masks")
     newest_stamp, newest_frame_id, _ = frames[-1]
+    if object3d is None:
+        object3d = Object3D(header=header(newest_stamp, newest_frame_id), status="no depth")
     return ObjectMasks(
         header=header(newest_stamp, newest_frame_id), id=int(object_id), label=label, score=float(score),
         lost=bool(lost), stamps=[time_msg(s) for s, _, _ in frames],
-        masks=[mask_msg(m, s, f) for s, f, m in frames], boxes=[roi_msg(m) for _, _, m in frames])
+        masks=[mask_msg(m, s, f) for s, f, m in frames], boxes=[roi_msg(m) for _, _, m in frames],
+        object3d=object3d)
 
 
 def timing_msgs(timings: Mapping[str, float]) -> list[StageTiming]:

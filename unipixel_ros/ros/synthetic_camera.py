@@ -4,7 +4,9 @@ Publishes frame ``i`` of :class:`~unipixel_ros.synthetic.scenes.SyntheticStream`
 so frame ``i`` is the same in every run) as ``sensor_msgs/Image`` (rgb8) on ``image_raw``,
 an ideal pinhole ``sensor_msgs/CameraInfo`` on ``camera_info`` and, when
 ``compressed_format`` is set, ``sensor_msgs/CompressedImage`` on
-``image_raw/compressed``. Topic names are relative, so a namespace or remapping puts the
+``image_raw/compressed``, and a registered depth image (each shape a flat surface at a known
+depth in front of a farther wall, :func:`~unipixel_ros.synthetic.scenes.depth_image`) on
+``depth/image_raw`` with its CameraInfo (the colour one) on ``depth/camera_info``. Topic names are relative, so a namespace or remapping puts the
 camera where a launch file wants it. Stamps are the node clock's time of publishing, like
 a real driver; a subscriber that needs the frame index recovers it from the pixels
 (:meth:`SyntheticStream.index_of`).
@@ -14,7 +16,8 @@ Run: ``python -m unipixel_ros.ros.synthetic_camera --ros-args -p rate:=15.0 -p f
 Parameters: seed (0), width (320), height (240), rate (10.0 Hz), frame_id ("camera"),
 num_objects (0: 2-5 at random), episode_frames (0: one scene forever; N: a new scene
 every N frames), start_index (0), horizontal_fov_deg (60.0), compressed_format
-("": off, "png" or "jpeg"), jpeg_quality (90).
+("": off, "png" or "jpeg"), jpeg_quality (90), depth_encoding ("16UC1" millimetres, "32FC1"
+metres, "": no depth), depth_noise_m (0.0), depth_hole_fraction (0.0).
 """
 from __future__ import annotations
 
@@ -30,9 +33,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from unipixel_ros.synthetic.scenes import DEFAULT_HEIGHT, DEFAULT_WIDTH, SceneError, SyntheticStream
+from unipixel_ros.objects3d import encode_depth_mm
+from unipixel_ros.synthetic.scenes import DEFAULT_HEIGHT, DEFAULT_WIDTH, SceneError, SyntheticStream, depth_image
 
 COMPRESSED_FORMATS: tuple[str, ...] = ("png", "jpeg")
+DEPTH_ENCODINGS: tuple[str, ...] = ("16UC1", "32FC1")
 # Reliable delivery matches both reliable and best-effort subscribers; a shallow queue
 # keeps a slow subscriber on recent frames.
 _QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -78,6 +83,21 @@ def rgb_image(image: np.ndarray, header: Header) -> Image:
     return msg
 
 
+def depth_msg(depth_m: np.ndarray, header: Header, encoding: str) -> Image:
+    """A depth Image: 16UC1 millimetres (0 = no reading) or 32FC1 metres, little-endian."""
+    if encoding not in DEPTH_ENCODINGS:
+        raise CameraParameterError(f"depth_encoding must be one of {DEPTH_ENCODINGS} or empty, got {encoding!r}")
+    pixels = encode_depth_mm(depth_m).astype("<u2") if encoding == "16UC1" else depth_m.astype("<f4")
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = depth_m.shape
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = pixels.itemsize * msg.width
+    msg.data = pixels.tobytes()
+    return msg
+
+
 def compressed_image(image: np.ndarray, header: Header, codec: str, jpeg_quality: int) -> CompressedImage:
     """A CompressedImage in image_transport's format: OpenCV encodes BGR, the source was rgb8."""
     if codec not in COMPRESSED_FORMATS:
@@ -109,6 +129,10 @@ class SyntheticCamera(Node):
         fov = float(self.declare_parameter("horizontal_fov_deg", 60.0).value)
         self.codec = self.declare_parameter("compressed_format", "").value.strip().lower()
         self.jpeg_quality = self.declare_parameter("jpeg_quality", 90).value
+        self.depth_encoding = self.declare_parameter("depth_encoding", "16UC1").value.strip()
+        self.depth_noise_m = float(self.declare_parameter("depth_noise_m", 0.0).value)
+        self.depth_hole_fraction = float(self.declare_parameter("depth_hole_fraction", 0.0).value)
+        self.seed = seed
 
         if not (math.isfinite(rate) and rate > 0):
             raise CameraParameterError(f"rate must be a positive number of frames per second, got {rate}")
@@ -123,6 +147,12 @@ class SyntheticCamera(Node):
                 f"compressed_format must be one of {COMPRESSED_FORMATS} or empty, got {self.codec!r}")
         if not 0 <= self.jpeg_quality <= 100:
             raise CameraParameterError(f"jpeg_quality must be in 0..100, got {self.jpeg_quality}")
+        if self.depth_encoding and self.depth_encoding not in DEPTH_ENCODINGS:
+            raise CameraParameterError(
+                f"depth_encoding must be one of {DEPTH_ENCODINGS} or empty, got {self.depth_encoding!r}")
+        if not (self.depth_noise_m >= 0 and 0 <= self.depth_hole_fraction < 1):
+            raise CameraParameterError("depth_noise_m must be >= 0 and depth_hole_fraction in [0, 1), got "
+                                       f"{self.depth_noise_m}, {self.depth_hole_fraction}")
         if not self.frame_id:
             raise CameraParameterError("frame_id must not be empty")
         try:
@@ -136,6 +166,9 @@ class SyntheticCamera(Node):
         self.compressed_pub = (
             self.create_publisher(CompressedImage, "image_raw/compressed", _QOS) if self.codec else None
         )
+        self.depth_pub = self.create_publisher(Image, "depth/image_raw", _QOS) if self.depth_encoding else None
+        self.depth_info_pub = self.create_publisher(CameraInfo, "depth/camera_info", _QOS) \
+            if self.depth_encoding else None
         self.timer = self.create_timer(1.0 / rate, self.publish_next)
         self.get_logger().info(
             f"synthetic camera: seed {seed}, {width}x{height} at {rate:g} Hz on "
@@ -145,11 +178,16 @@ class SyntheticCamera(Node):
 
     def publish_next(self) -> None:
         """Publish the next frame (image, camera info and, if enabled, its compressed copy)."""
-        image = self.stream.frame(self.index).image
+        frame = self.stream.frame(self.index)
+        image = frame.image
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
-        self.image_pub.publish(rgb_image(image, header))
         self.info.header = header
         self.info_pub.publish(self.info)
+        if self.depth_pub is not None:
+            self.depth_info_pub.publish(self.info)
+            depth = depth_image(frame, self.depth_noise_m, self.depth_hole_fraction, self.seed)
+            self.depth_pub.publish(depth_msg(depth, header, self.depth_encoding))
+        self.image_pub.publish(rgb_image(image, header))
         if self.compressed_pub is not None:
             self.compressed_pub.publish(compressed_image(image, header, self.codec, self.jpeg_quality))
         self.index += 1

@@ -463,6 +463,38 @@ def random_video(
     return scene.video(num_frames)
 
 
+# Depth of the synthetic RGB-D camera: every shape is a flat surface facing the camera, later
+# (front) objects nearer, all in front of a flat background wall.
+BACKGROUND_DEPTH_M = 3.0
+FRONT_DEPTH_M = 1.0
+DEPTH_STEP_M = 0.25
+
+
+def object_depth_m(k: int, num_objects: int) -> float:
+    """Depth [m] of object ``k`` of ``num_objects``: the last drawn (front) one at FRONT_DEPTH_M."""
+    return FRONT_DEPTH_M + DEPTH_STEP_M * (num_objects - 1 - k)
+
+
+def depth_image(frame: Frame, noise_m: float = 0.0, hole_fraction: float = 0.0,
+                seed: int = 0) -> np.ndarray:
+    """The depth [m, float32] registered to ``frame``: each object's visible pixels at its flat
+    depth, the rest at BACKGROUND_DEPTH_M; optional Gaussian noise and holes (0 = no reading)
+    drawn from (seed, frame index), so a frame's depth is the same every time."""
+    if noise_m < 0 or not 0 <= hole_fraction < 1:
+        raise SceneError(f"depth noise must be >= 0 and hole fraction in [0, 1), got {noise_m}, {hole_fraction}")
+    depth = np.full(frame.image.shape[:2], BACKGROUND_DEPTH_M, np.float32)
+    num = frame.masks.shape[0]
+    for k in range(num):
+        depth[frame.masks[k]] = object_depth_m(k, num)
+    if noise_m > 0 or hole_fraction > 0:
+        rng = np.random.default_rng((seed, frame.index, 1))
+        if noise_m > 0:
+            depth += rng.normal(0.0, noise_m, depth.shape).astype(np.float32)
+        if hole_fraction > 0:
+            depth[rng.random(depth.shape) < hole_fraction] = 0.0
+    return depth
+
+
 class SyntheticStream:
     """An endless camera stream: frame ``i`` depends only on (seed, i).
 
