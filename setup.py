@@ -36,6 +36,7 @@ setup(
     entry_points={
         "console_scripts": [
             "unipixel_node = unipixel_ros.ros.process:main",
+            "unipixel_replay = unipixel_ros.replay.__main__:main",
         ],
     },
 )

@@ -81,6 +81,44 @@ def transform_point(translation: np.ndarray, rotation_xyzw: np.ndarray, point: n
     return rotation @ np.asarray(point, dtype=float) + np.asarray(translation, dtype=float)
 
 
+@dataclass(frozen=True)
+class ClickedObject:
+    """The object a click created."""
+
+    object_id: int                  # node-wide id in the object store
+    stamp_ns: int                   # the frame it was segmented on
+    pixels: int
+    score: float
+
+
+def click_description(where: tuple[float, ...]) -> str:
+    return ("point ({:.1f}, {:.1f})".format(*where) if len(where) == 2 else
+            "box ({:.1f}, {:.1f})-({:.1f}, {:.1f})".format(*where))
+
+
+def segment_click(feed: CameraFeed, store: ObjectStore, host: ModelHost, camera: str,
+                  where: tuple[float, ...]) -> ClickedObject:
+    """Segment a clicked point (x, y) or box (x0, y0, x1, y1) on the camera's newest frame by
+    SAM 2 alone and keep it in the store.
+
+    Raises ClickError (no frame, nothing found), PromptError (outside the image) and the
+    model host's and memory bank's errors.
+    """
+    epoch, frame = feed.window.latest_with_epoch()
+    if frame is None:
+        raise ClickError("no frames received yet")
+    prompt = (PointPrompt(object_index=0, frame_index=0, x=where[0], y=where[1]) if len(where) == 2 else
+              BoxPrompt(object_index=0, frame_index=0, x0=where[0], y0=where[1], x1=where[2], y1=where[3]))
+    validate_request("", [prompt], 1, frame.width, frame.height)
+    with host.exclusive("click") as pipeline:
+        obj = pipeline.segment_prompt([frame.image], [frame.stamp_ns], prompt)
+    mask, score = obj.masks[0], float(obj.scores[0])
+    if not mask.any():
+        raise ClickError("the model found no object there")
+    object_id = store.add(camera, obj.label, [(frame.stamp_ns, mask, score)], obj.tracking, epoch)
+    return ClickedObject(object_id, frame.stamp_ns, int(mask.sum()), score)
+
+
 class BoxCorners:
     """Box mode: pairs consecutive clicks on one camera into (x0, y0, x1, y1)."""
 
@@ -217,23 +255,9 @@ class ClickHandler:
 
     def _segment(self, camera: str, where: tuple[float, ...], source: str) -> None:
         """Segment the clicked point (x, y) or box (x0, y0, x1, y1) on the newest frame and keep it."""
-        feed = self._feeds[camera]
-        epoch, frame = feed.window.latest_with_epoch()
-        what = "point ({:.1f}, {:.1f})".format(*where) if len(where) == 2 else \
-            "box ({:.1f}, {:.1f})-({:.1f}, {:.1f})".format(*where)
-        if frame is None:
-            self._ignore(f"click {what} on camera '{camera}' ignored: no frames received yet")
-            return
-        prompt = (PointPrompt(object_index=0, frame_index=0, x=where[0], y=where[1]) if len(where) == 2 else
-                  BoxPrompt(object_index=0, frame_index=0, x0=where[0], y0=where[1], x1=where[2], y1=where[3]))
+        what = click_description(where)
         try:
-            validate_request("", [prompt], 1, frame.width, frame.height)
-            with self._host.exclusive("click") as pipeline:
-                obj = pipeline.segment_prompt([frame.image], [frame.stamp_ns], prompt)
-            mask, score = obj.masks[0], float(obj.scores[0])
-            if not mask.any():
-                raise ClickError("the model found no object there")
-            object_id = self._store.add(camera, obj.label, [(frame.stamp_ns, mask, score)], obj.tracking, epoch)
+            kept = segment_click(self._feeds[camera], self._store, self._host, camera, where)
         except (PromptError, ClickError, BusyError, ModelUnavailableError, MemoryBankError) as exc:
             self._ignore(f"click {what} on camera '{camera}' from {source} ignored: {exc}")
             return
@@ -244,9 +268,9 @@ class ClickHandler:
         with self._lock:
             self._created += 1
         self._node.get_logger().info(
-            f"click {what} on camera '{camera}' (frame {frame.stamp_ns} ns): object {object_id}, "
-            f"{int(mask.sum())} pixels, score {score:.2f}")
-        self._tracker.publish_stored(camera, frame.stamp_ns)
+            f"click {what} on camera '{camera}' (frame {kept.stamp_ns} ns): object {kept.object_id}, "
+            f"{kept.pixels} pixels, score {kept.score:.2f}")
+        self._tracker.publish_stored(camera, kept.stamp_ns)
 
     def _ignore(self, message: str) -> None:
         with self._lock:

@@ -100,9 +100,12 @@ class CameraFeed:
     """One camera: message checks, conversion, its window and its counters."""
 
     def __init__(self, config: CameraConfig, limits: WindowLimits, converter: ImageConverter,
-                 logger: RcutilsLogger, clock: Callable[[], float] = time.monotonic) -> None:
+                 logger: RcutilsLogger, clock: Callable[[], float] = time.monotonic,
+                 arrival_clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` paces the drop warnings; ``arrival_clock`` is the window's (when a frame
+        arrived: a recording's replay passes the recorded receive time)."""
         self.config = config
-        self.window = FrameWindow(limits)
+        self.window = FrameWindow(limits, arrival_clock)
         self._decode = converter.compressed if config.transport == "compressed" else converter.raw
         self._logger = logger
         self._throttle = _WarnThrottle(WARN_PERIOD_S, clock)

@@ -179,50 +179,27 @@ def _score(obj: SegmentedObject) -> float:
     return float(np.mean(obj.scores[present])) if present.any() else 0.0
 
 
-class QueryServer:
-    """Node component serving ``~/query`` as a service and as an action."""
+class QueryAnswerer:
+    """Serves Query requests from the camera windows, the kept objects and the model, without ROS
+    entities: the node's :class:`QueryServer` answers its service and action with it, and an
+    offline replay of a recording calls it the same way.
 
-    def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
-                 settings: QuerySettings, on_remembered: Callable[[str, int], None]) -> None:
-        self._node = node
+    ``now_ns`` is the clock that ``query.max_frame_age_s`` compares the newest stamp with
+    (the node's clock); ``topic_of`` names a feed's subscribed topic in error messages.
+    """
+
+    def __init__(self, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
+                 settings: QuerySettings, on_remembered: Callable[[str, int], None], now_ns: Callable[[], int],
+                 logger: Any, topic_of: Callable[[CameraFeed], str]) -> None:
         self._feeds = feeds
         self._store = store
         self._host = host
         self._settings = settings
         self._on_remembered = on_remembered
-        group = ReentrantCallbackGroup()
-        # Served from configure to cleanup, so that a request running when the node
-        # deactivates still gets its answer ("canceled") and requests to an inactive node
-        # are told so instead of finding no server.
-        # No request is dropped before it is taken (REQUEST_QOS); once taken, each one runs,
-        # waits in the model host's bounded queue or is refused as busy at once, so the
-        # executor threads blocked by queries stay within node.EXECUTOR_THREADS' budget.
-        self._service = node.create_service(QueryService, QUERY_NAME, self._on_service,
-                                            qos_profile=REQUEST_QOS, callback_group=group)
-        self._action = ActionServer(node, QueryAction, QUERY_NAME, self._on_goal_execute,
-                                    goal_callback=lambda _: GoalResponse.ACCEPT,
-                                    cancel_callback=self._on_cancel, callback_group=group,
-                                    goal_service_qos_profile=REQUEST_QOS,
-                                    result_service_qos_profile=REQUEST_QOS,
-                                    cancel_service_qos_profile=REQUEST_QOS)
-        self._cancels: dict[bytes, threading.Event] = {}
-        self._cancels_lock = threading.Lock()
-        self._active = False
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def activate(self) -> None:
-        self._active = True
-
-    def deactivate(self) -> None:
-        self._active = False
-
-    def cleanup(self) -> None:
-        self._node.destroy_service(self._service)
-        self._action.destroy()
-
-    def diagnostics(self) -> list:
-        return []
+        self._now_ns = now_ns
+        self._logger = logger
+        self._topic_of = topic_of
+        self.active = False
 
     # -- the work ---------------------------------------------------------------------------
 
@@ -259,7 +236,7 @@ class QueryServer:
         except (RequestError, PromptError, BusyError, ModelUnavailableError, MemoryBankError) as exc:
             return QueryOutcome(False, str(exc), timings=timings)
         except Exception as exc:  # the pipeline failing must not take the service down
-            self._node.get_logger().error(f"query failed: {traceback.format_exc()}")
+            self._logger.error(f"query failed: {traceback.format_exc()}")
             return QueryOutcome(False, f"the query failed inside the model: {type(exc).__name__}: {exc}",
                                 timings=timings)
         timings["total"] = time.perf_counter() - start
@@ -268,7 +245,7 @@ class QueryServer:
 
     def _prepare(self, request: Any) -> tuple[str, int, tuple[Frame, ...], list[VisualPrompt]]:
         """The camera, its timeline (window epoch, read before the frames), the frames and prompts."""
-        if not self._active:
+        if not self.active:
             raise RequestError("the node is inactive; activate it (lifecycle) to answer queries")
         camera = request.camera
         feed = self._feeds.get(camera)
@@ -279,11 +256,11 @@ class QueryServer:
         seconds, max_frames = window_request(request, s, feed.window.limits)
         check_prompt_messages(request.prompts, s.limits)
         if feed.window.latest() is None:
-            topic = self._node.resolve_topic_name(feed.config.subscribed_topic)
+            topic = self._topic_of(feed)
             raise RequestError(f"camera '{camera}' has no frames yet (subscribed to {topic})")
         epoch = feed.window.epoch
         try:
-            frames = select_frames(feed.window, seconds, max_frames, self._node.get_clock().now().nanoseconds,
+            frames = select_frames(feed.window, seconds, max_frames, self._now_ns(),
                                    s.max_frame_age_s)
         except RequestError as exc:
             raise RequestError(f"camera '{camera}': {exc}") from exc
@@ -314,6 +291,54 @@ class QueryServer:
             self._on_remembered(camera, frames[-1].stamp_ns)
         return QueryOutcome(success=True, answer=result.answer, objects=objects,
                             frame_stamps=[f.stamp_ns for f in frames])
+
+
+class QueryServer:
+    """Node component serving ``~/query`` as a service and as an action."""
+
+    def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
+                 settings: QuerySettings, on_remembered: Callable[[str, int], None]) -> None:
+        self._node = node
+        self.answerer = QueryAnswerer(feeds, store, host, settings, on_remembered,
+                                      now_ns=lambda: node.get_clock().now().nanoseconds, logger=node.get_logger(),
+                                      topic_of=lambda feed: node.resolve_topic_name(feed.config.subscribed_topic))
+        group = ReentrantCallbackGroup()
+        # Served from configure to cleanup, so that a request running when the node
+        # deactivates still gets its answer ("canceled") and requests to an inactive node
+        # are told so instead of finding no server.
+        # No request is dropped before it is taken (REQUEST_QOS); once taken, each one runs,
+        # waits in the model host's bounded queue or is refused as busy at once, so the
+        # executor threads blocked by queries stay within node.EXECUTOR_THREADS' budget.
+        self._service = node.create_service(QueryService, QUERY_NAME, self._on_service,
+                                            qos_profile=REQUEST_QOS, callback_group=group)
+        self._action = ActionServer(node, QueryAction, QUERY_NAME, self._on_goal_execute,
+                                    goal_callback=lambda _: GoalResponse.ACCEPT,
+                                    cancel_callback=self._on_cancel, callback_group=group,
+                                    goal_service_qos_profile=REQUEST_QOS,
+                                    result_service_qos_profile=REQUEST_QOS,
+                                    cancel_service_qos_profile=REQUEST_QOS)
+        self._cancels: dict[bytes, threading.Event] = {}
+        self._cancels_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        self.answerer.active = True
+
+    def deactivate(self) -> None:
+        self.answerer.active = False
+
+    def cleanup(self) -> None:
+        self._node.destroy_service(self._service)
+        self._action.destroy()
+
+    def diagnostics(self) -> list:
+        return []
+
+    def answer(self, request: Any, cancel: threading.Event | None = None,
+               progress: ProgressCallback | None = None) -> QueryOutcome:
+        """:meth:`QueryAnswerer.answer`."""
+        return self.answerer.answer(request, cancel, progress)
 
     # -- ROS callbacks ----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
@@ -65,8 +66,6 @@ def overlay_topic(camera: str) -> str:
 @dataclass
 class _CameraTracking:
     feed: CameraFeed
-    label_pub: Publisher | None = None
-    overlay_pub: Publisher | None = None
     epoch: int = 0                  # the window's timeline that last_stamp belongs to
     last_stamp: int = -1            # newest frame published for
     timeline_changed_at: float | None = None   # monotonic time the stamps last jumped back
@@ -86,74 +85,66 @@ def _frame_masks(objects: list[StoredObject], frame: Frame) -> list[tuple[Stored
     return out
 
 
-class Tracker:
-    """Node component: the tracking scheduler and the tracked outputs."""
+@dataclass(frozen=True)
+class FrameOutputs:
+    """Every kept object of one camera with its mask on one frame: what is published for it."""
 
-    def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
-                 rate_hz: float, qos: QoSProfile, clock: Callable[[], float] = time.monotonic) -> None:
-        self._node = node
+    camera: str
+    frame: Frame
+    masks: list[tuple[StoredObject, np.ndarray]]
+
+    def tracked_objects(self) -> ObjectMasksArray:
+        """The ``~/tracked_objects`` message, stamped with the frame's header."""
+        frame = self.frame
+        msg = ObjectMasksArray(header=header(frame.stamp_ns, frame.frame_id), camera=self.camera)
+        for obj, mask in self.masks:
+            score = obj.record.scores[obj.record.stamps.index(frame.stamp_ns)] \
+                if frame.stamp_ns in obj.record.stamps else 0.0
+            msg.objects.append(object_masks_msg(obj.object_id, obj.label, score, not mask.any(),
+                                                [(frame.stamp_ns, frame.frame_id, mask)]))
+        return msg
+
+    @property
+    def undrawable(self) -> int:
+        """Objects whose ids do not fit the 16-bit label image."""
+        return sum(o.object_id > MAX_LABEL_ID for o, _ in self.masks)
+
+    def label_image(self) -> Image:
+        """The ``mono16`` label image (objects with ids above :data:`MAX_LABEL_ID` left out)."""
+        drawable = [(o.object_id, m) for o, m in self.masks if o.object_id <= MAX_LABEL_ID]
+        labels = label_image(self.frame.image.shape[:2], drawable)
+        return image_msg(labels, "mono16", self.frame.stamp_ns, self.frame.frame_id)
+
+    def overlay(self) -> Image:
+        """The ``bgr8`` overlay picture."""
+        picture = overlay(self.frame.image, [OverlayObject(o.object_id, o.label, m, not m.any())
+                                             for o, m in self.masks])
+        return image_msg(picture, "bgr8", self.frame.stamp_ns, self.frame.frame_id)
+
+
+class TrackingCore:
+    """Tracking steps and what they publish, without ROS entities: the node's :class:`Tracker`
+    runs it on its timer and publishers, an offline replay of a recording on every frame.
+
+    ``emit`` receives the outputs of every frame published for; None (inactive) publishes
+    nothing. ``logger`` takes ``warning``.
+    """
+
+    def __init__(self, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost, logger: Any,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._host = host
-        self._rate_hz = rate_hz
-        self._qos = qos
+        self._logger = logger
         self._clock = clock
-        self._cameras = {name: _CameraTracking(feed, epoch=feed.window.epoch) for name, feed in feeds.items()}
-        self._tracked_pub: Publisher | None = None
-        self._scheduler: StepScheduler | None = None
-        self._timer: Timer | None = None
-        self._lock = threading.Lock()          # a tracking step and a query's publish_stored may race
-
-    def activate(self) -> None:
-        self._tracked_pub = self._node.create_publisher(ObjectMasksArray, TRACKED_OBJECTS_TOPIC, self._qos)
-        for name, cam in self._cameras.items():
-            cam.label_pub = self._node.create_publisher(Image, label_image_topic(name), self._qos)
-            cam.overlay_pub = self._node.create_publisher(Image, overlay_topic(name), self._qos)
-        if self._rate_hz > 0:
-            scheduler = StepScheduler(list(self._cameras), self._rate_hz, self._clock)
-            self._scheduler = scheduler
-            self._timer = self._node.create_timer(scheduler.tick_s, lambda: scheduler.run_due(self.step),
-                                                  callback_group=MutuallyExclusiveCallbackGroup())
-
-    def deactivate(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                self._node.destroy_timer(self._timer)
-                self._timer = None
-            for cam in self._cameras.values():
-                for pub in (cam.label_pub, cam.overlay_pub):
-                    if pub is not None:
-                        self._node.destroy_publisher(pub)
-                cam.label_pub = cam.overlay_pub = None
-            if self._tracked_pub is not None:
-                self._node.destroy_publisher(self._tracked_pub)
-                self._tracked_pub = None
-
-    def cleanup(self) -> None:
-        self.deactivate()
-
-    # -- work -------------------------------------------------------------------------------
+        self.cameras = {name: _CameraTracking(feed, epoch=feed.window.epoch) for name, feed in feeds.items()}
+        self.emit: Callable[[FrameOutputs], None] | None = None
+        self.lock = threading.Lock()           # a tracking step and a query's publish_stored may race
 
     def step(self, camera: str) -> StepOutcome:
-        """Track the camera's objects onto its newest frame (if new) and publish.
-
-        Called by the scheduler's timer: a failure is logged and counted, never raised into
-        the executor (the camera's turn is used, so a failing camera does not keep it).
-        """
-        cam = self._cameras[camera]
-        try:
-            return self._step(camera, cam)
-        except Exception as exc:
-            if not self._node.context.ok():     # shutting down under a running step
-                return StepOutcome.NO_NEW_FRAME
-            cam.failures += 1
-            cam.last_error = f"{type(exc).__name__}: {exc}"
-            self._node.get_logger().error(f"tracking on camera '{camera}' failed: {traceback.format_exc()}",
-                                          throttle_duration_sec=10.0)
-            return StepOutcome.FAILED
-
-    def _step(self, camera: str, cam: _CameraTracking) -> StepOutcome:
+        """Track the camera's objects onto its newest frame (if new) and publish; raises what fails."""
+        cam = self.cameras[camera]
         epoch, frame = cam.feed.window.latest_with_epoch()
-        with self._lock:
+        with self.lock:
             self._follow_timeline(camera, cam, epoch)
             if frame is None or frame.stamp_ns <= cam.last_stamp:
                 return StepOutcome.NO_NEW_FRAME
@@ -172,16 +163,16 @@ class Tracker:
         return StepOutcome.STEPPED
 
     def _follow_timeline(self, camera: str, cam: _CameraTracking, epoch: int) -> None:
-        """Forget the last stamp once the camera's window started a new timeline (holds ``self._lock``)."""
+        """Forget the last stamp once the camera's window started a new timeline (holds ``self.lock``)."""
         if epoch > cam.epoch:
-            self._node.get_logger().warning(
+            self._logger.warning(
                 f"camera '{camera}': stamps jumped back (last tracked frame {cam.last_stamp} ns); tracking "
                 "goes on on the new timeline, kept objects keep their ids, their old masks are dropped")
             cam.epoch, cam.last_stamp, cam.timeline_changed_at = epoch, -1, self._clock()
 
     def publish_stored(self, camera: str, stamp_ns: int) -> None:
         """Publish the kept objects on a frame they were just segmented on (if it is still held)."""
-        window = self._cameras[camera].feed.window
+        window = self.cameras[camera].feed.window
         epoch = window.epoch
         frame = window.nearest(stamp_ns, 0)
         if frame is not None:
@@ -189,36 +180,112 @@ class Tracker:
 
     def refresh(self, camera: str) -> None:
         """Publish again on the newest published frame (after objects were removed)."""
-        self.publish_stored(camera, self._cameras[camera].last_stamp)
+        self.publish_stored(camera, self.cameras[camera].last_stamp)
 
     def publish(self, camera: str, frame: Frame, epoch: int) -> None:
         """Publish every kept object of ``camera`` on ``frame`` (of timeline ``epoch``)."""
-        cam = self._cameras[camera]
-        with self._lock:
-            if self._tracked_pub is None or epoch != cam.feed.window.epoch:
+        cam = self.cameras[camera]
+        with self.lock:
+            if self.emit is None or epoch != cam.feed.window.epoch:
                 return                          # inactive, or the frame's timeline has ended
             self._follow_timeline(camera, cam, epoch)
             cam.last_stamp = max(cam.last_stamp, frame.stamp_ns)
-            masks = _frame_masks(self._store.objects(camera), frame)
-            msg = ObjectMasksArray(header=header(frame.stamp_ns, frame.frame_id), camera=camera)
-            for obj, mask in masks:
-                score = obj.record.scores[obj.record.stamps.index(frame.stamp_ns)] \
-                    if frame.stamp_ns in obj.record.stamps else 0.0
-                msg.objects.append(object_masks_msg(obj.object_id, obj.label, score, not mask.any(),
-                                                    [(frame.stamp_ns, frame.frame_id, mask)]))
-            self._tracked_pub.publish(msg)
-            if cam.label_pub.get_subscription_count():
-                drawable = [(o.object_id, m) for o, m in masks if o.object_id <= MAX_LABEL_ID]
-                if len(drawable) < len(masks):
-                    self._node.get_logger().warning(
-                        f"objects with ids above {MAX_LABEL_ID} are left out of the 16-bit label image; "
-                        "ids restart from 1 only when the node restarts", throttle_duration_sec=10.0)
-                labels = label_image(frame.image.shape[:2], drawable)
-                cam.label_pub.publish(image_msg(labels, "mono16", frame.stamp_ns, frame.frame_id))
-            if cam.overlay_pub.get_subscription_count():
-                picture = overlay(frame.image, [OverlayObject(o.object_id, o.label, m, not m.any())
-                                                for o, m in masks])
-                cam.overlay_pub.publish(image_msg(picture, "bgr8", frame.stamp_ns, frame.frame_id))
+            self.emit(FrameOutputs(camera, frame, _frame_masks(self._store.objects(camera), frame)))
+
+
+class Tracker:
+    """Node component: the tracking scheduler and the tracked outputs."""
+
+    def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
+                 rate_hz: float, qos: QoSProfile, clock: Callable[[], float] = time.monotonic) -> None:
+        self._node = node
+        self._store = store
+        self._host = host
+        self._rate_hz = rate_hz
+        self._qos = qos
+        self._clock = clock
+        self.core = TrackingCore(feeds, store, host, node.get_logger(), clock)
+        self._cameras = self.core.cameras
+        self._tracked_pub: Publisher | None = None
+        self._label_pubs: dict[str, Publisher] = {}
+        self._overlay_pubs: dict[str, Publisher] = {}
+        self._scheduler: StepScheduler | None = None
+        self._timer: Timer | None = None
+
+    def activate(self) -> None:
+        self._tracked_pub = self._node.create_publisher(ObjectMasksArray, TRACKED_OBJECTS_TOPIC, self._qos)
+        for name in self._cameras:
+            self._label_pubs[name] = self._node.create_publisher(Image, label_image_topic(name), self._qos)
+            self._overlay_pubs[name] = self._node.create_publisher(Image, overlay_topic(name), self._qos)
+        with self.core.lock:
+            self.core.emit = self._publish_outputs
+        if self._rate_hz > 0:
+            scheduler = StepScheduler(list(self._cameras), self._rate_hz, self._clock)
+            self._scheduler = scheduler
+            self._timer = self._node.create_timer(scheduler.tick_s, lambda: scheduler.run_due(self.step),
+                                                  callback_group=MutuallyExclusiveCallbackGroup())
+
+    def deactivate(self) -> None:
+        with self.core.lock:
+            self.core.emit = None
+            if self._timer is not None:
+                self._node.destroy_timer(self._timer)
+                self._timer = None
+            for pub in (*self._label_pubs.values(), *self._overlay_pubs.values()):
+                self._node.destroy_publisher(pub)
+            self._label_pubs.clear()
+            self._overlay_pubs.clear()
+            if self._tracked_pub is not None:
+                self._node.destroy_publisher(self._tracked_pub)
+                self._tracked_pub = None
+
+    def cleanup(self) -> None:
+        self.deactivate()
+
+    # -- work -------------------------------------------------------------------------------
+
+    def step(self, camera: str) -> StepOutcome:
+        """Track the camera's objects onto its newest frame (if new) and publish.
+
+        Called by the scheduler's timer: a failure is logged and counted, never raised into
+        the executor (the camera's turn is used, so a failing camera does not keep it).
+        """
+        cam = self._cameras[camera]
+        try:
+            return self.core.step(camera)
+        except Exception as exc:
+            if not self._node.context.ok():     # shutting down under a running step
+                return StepOutcome.NO_NEW_FRAME
+            cam.failures += 1
+            cam.last_error = f"{type(exc).__name__}: {exc}"
+            self._node.get_logger().error(f"tracking on camera '{camera}' failed: {traceback.format_exc()}",
+                                          throttle_duration_sec=10.0)
+            return StepOutcome.FAILED
+
+    def publish_stored(self, camera: str, stamp_ns: int) -> None:
+        """Publish the kept objects on a frame they were just segmented on (if it is still held)."""
+        self.core.publish_stored(camera, stamp_ns)
+
+    def refresh(self, camera: str) -> None:
+        """Publish again on the newest published frame (after objects were removed)."""
+        self.core.refresh(camera)
+
+    def publish(self, camera: str, frame: Frame, epoch: int) -> None:
+        """Publish every kept object of ``camera`` on ``frame`` (of timeline ``epoch``)."""
+        self.core.publish(camera, frame, epoch)
+
+    def _publish_outputs(self, outputs: FrameOutputs) -> None:
+        """The core's emit while active (called under its lock): the images only while subscribed."""
+        self._tracked_pub.publish(outputs.tracked_objects())
+        label_pub, overlay_pub = self._label_pubs[outputs.camera], self._overlay_pubs[outputs.camera]
+        if label_pub.get_subscription_count():
+            if outputs.undrawable:
+                self._node.get_logger().warning(
+                    f"objects with ids above {MAX_LABEL_ID} are left out of the 16-bit label image; "
+                    "ids restart from 1 only when the node restarts", throttle_duration_sec=10.0)
+            label_pub.publish(outputs.label_image())
+        if overlay_pub.get_subscription_count():
+            overlay_pub.publish(outputs.overlay())
 
     def diagnostics(self) -> list[DiagnosticStatus]:
         statuses = []
