@@ -218,9 +218,8 @@ class UniPixelPipeline:
             step("segment", len(answer_ids), answer)
             prompted = len(objects)
             with clock.stage("segment"):
-                for i, tokens in enumerate(seg_tokens):
-                    step("segment", len(answer_ids), answer)
-                    segmentation = self.engine.segment_seg_tokens(frames, keys, tokens)
+                # The answer's objects propagate together: one SAM 2 step per frame for all of them.
+                for i, segmentation in enumerate(self.engine.segment_seg_tokens_many(frames, keys, seg_tokens)):
                     objects.append(self._to_object(segmentation, label=_seg_label(text, i, len(seg_tokens))))
 
         if remember and memory is not None:
@@ -286,11 +285,9 @@ class UniPixelPipeline:
         inputs = encode_request(self.processor, chat, llm_frames, references=references)
         seg_tokens = self.model.prompt_seg_tokens(inputs)
         del inputs
-        objects = []
-        for k, tokens in zip(indices, seg_tokens):
-            segmentation = self.engine.segment_seg_tokens(frames, keys, tokens)
-            objects.append(self._to_object(segmentation, label=f"[{k}]", object_index=k))
-        return objects
+        segmentations = self.engine.segment_seg_tokens_many(frames, keys, seg_tokens)
+        return [self._to_object(segmentation, label=f"[{k}]", object_index=k)
+                for k, segmentation in zip(indices, segmentations)]
 
     @staticmethod
     def _reference(prompt: PointPrompt | BoxPrompt, plan: FramePlan, width: int, height: int,
@@ -353,14 +350,13 @@ class UniPixelPipeline:
         """Step every tracked object of ``memory`` onto a newer frame and record its mask there."""
         frame = _check_frames([frame], [stamp])[0]
         key = frame_key(frame, stamp)
-        results: dict[int, TrackedMask] = {}
         with self._lock:
-            for object_id in memory.ids():
-                state = memory.tracking(object_id) if object_id in memory else None
-                if state is None:
-                    continue
-                step = self.engine.track(state, frame, key)
-                results[object_id] = TrackedMask(mask=step.mask, score=float(step.score), visible=step.visible)
+            states = {object_id: memory.tracking(object_id) for object_id in memory.ids() if object_id in memory}
+            states = {object_id: state for object_id, state in states.items() if state is not None}
+            # One SAM 2 step for all of the camera's objects (each keeps its own memory).
+            steps = self.engine.track_many(list(states.values()), frame, key)
+            results = {object_id: TrackedMask(mask=step.mask, score=float(step.score), visible=step.visible)
+                       for object_id, step in zip(states, steps)}
         for object_id, tracked in results.items():
             if object_id in memory:
                 memory.add_frame(object_id, int(stamp), tracked.mask, tracked.score if tracked.visible else 0.0)

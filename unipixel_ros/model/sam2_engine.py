@@ -20,6 +20,10 @@ object-pointer projection) without patching the library:
 * Tracking: a ``TrackState`` (plain data the caller owns, one per object) is stepped
   onto each new camera frame. A live stream is treated as a long video, so object
   pointers are normalised by SAM 2's pointer limit (16 frames), not by a window length.
+* Many objects at once: ``track_many`` steps all objects of a camera onto a frame, and a
+  window seeded with several objects propagates them together: one SAM 2 step per frame
+  for all of them (see ``Sam2Engine._condition`` for how memories of different lengths
+  are batched). Each object keeps its own memory, exactly as if stepped alone.
 
 Every mask-decoder call with three-mask output goes through a ``MaskDecoderBackend``
 (PyTorch by default; ONNX Runtime / TensorRT replace it). Single-mask decodes (a box,
@@ -134,10 +138,71 @@ class ObjectSegmentation:
 
 @dataclass(frozen=True)
 class _Decoded:
-    masks: torch.Tensor         # [1, 1, S/4, S/4] float32, absent objects already NO_OBJ_SCORE
-    iou: torch.Tensor           # [1, 1]
-    obj_ptr: torch.Tensor       # [1, C]
-    object_score: torch.Tensor  # [1, 1]
+    """K objects decoded on one frame."""
+
+    masks: torch.Tensor         # [K, 1, S/4, S/4] float32, absent objects already NO_OBJ_SCORE
+    iou: torch.Tensor           # [K, 1]
+    obj_ptr: torch.Tensor       # [K, C]
+    object_score: torch.Tensor  # [K, 1]
+
+
+@dataclass(frozen=True)
+class _MemoryInputs:
+    """What SAM 2's memory attention is given for one object: the memory tokens SAM 2 selected."""
+
+    memory: torch.Tensor        # [M, 1, C_mem]: spatial memories, then object-pointer tokens
+    memory_pos: torch.Tensor    # [M, 1, C_mem]
+    num_obj_ptr_tokens: int
+
+    @property
+    def layout(self) -> tuple[int, int]:
+        """Objects of equal layout can share one memory-attention call."""
+        return int(self.memory.shape[0]), self.num_obj_ptr_tokens
+
+
+class _MemoryRecorder:
+    """Stands in for SAM 2's memory attention: records what it is given, attends to nothing."""
+
+    def __init__(self) -> None:
+        self.inputs: _MemoryInputs | None = None
+
+    def __call__(self, *, curr: list[torch.Tensor], curr_pos: list[torch.Tensor], memory: torch.Tensor,
+                 memory_pos: torch.Tensor, num_obj_ptr_tokens: int = 0) -> torch.Tensor:
+        self.inputs = _MemoryInputs(memory, memory_pos, int(num_obj_ptr_tokens))
+        return curr[0]          # shaped as the attention output; the caller discards it
+
+
+class _MemorySelection:
+    """A SAM 2 model as its memory-selection code reads it, with the memory attention recorded.
+
+    Running ``SAM2Base._prepare_memory_conditioned_features`` on this view selects and
+    embeds one object's memory by SAM 2's own rules (conditioning frames, strided recent
+    frames, object pointers and their temporal encodings) and hands it to the recorder;
+    the model itself is not touched.
+    """
+
+    def __init__(self, sam2: nn.Module, recorder: _MemoryRecorder):
+        self._sam2 = sam2
+        self.memory_attention = recorder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sam2, name)
+
+
+def _batch_major(rows: torch.Tensor | list[torch.Tensor], count: int = 1) -> torch.Tensor:
+    """Sequences [L, C] (one repeated ``count`` times, or a list) as SAM 2's [L, B, C], stored batch-first.
+
+    SAM 2's memory attention turns [L, B, C] batch-first before its projections; stored
+    this way that view is contiguous, where a [L, B, C]-contiguous batch would be copied
+    in every projection.
+    """
+    stacked = torch.stack(rows) if isinstance(rows, list) else rows.unsqueeze(0).expand(count, -1, -1).contiguous()
+    return stacked.transpose(0, 1)
+
+
+def _own(t: torch.Tensor, i: int) -> torch.Tensor:
+    """Row ``i`` of a batch in its own storage, so one object's memory frees on its own."""
+    return t if t.shape[0] == 1 else t[i:i + 1].clone()
 
 
 def object_pointer(sam2: nn.Module, token: torch.Tensor, object_score: torch.Tensor) -> torch.Tensor:
@@ -256,6 +321,21 @@ class Sam2Engine:
                 or seg_tokens.shape[2] != self.sam2.sam_prompt_embed_dim:
             raise SegTokenError(f"<SEG> tokens of one object must be [S, {self.sam2.sam_prompt_embed_dim}], "
                                 f"got shape {tuple(seg_tokens.shape)}")
+        return self.segment_seg_tokens_many(frames, keys, seg_tokens)[0]
+
+    @torch.inference_mode()
+    def segment_seg_tokens_many(self, frames: Sequence[np.ndarray], keys: Sequence[Hashable],
+                                seg_tokens: torch.Tensor) -> list[ObjectSegmentation]:
+        """Segment the objects of several ``<SEG>`` (one answer) together: one SAM 2 step per frame.
+
+        ``seg_tokens``: [K, S, C]. Result ``k`` is what :meth:`segment_seg_tokens` gives
+        for ``seg_tokens[k]`` alone; K = 0 gives no objects.
+        """
+        if seg_tokens.dim() != 3 or seg_tokens.shape[2] != self.sam2.sam_prompt_embed_dim:
+            raise SegTokenError(f"<SEG> tokens of K objects must be [K, S, {self.sam2.sam_prompt_embed_dim}], "
+                                f"got shape {tuple(seg_tokens.shape)}")
+        if seg_tokens.shape[0] == 0:
+            return []
         feats = self.features(frames, keys)
         with self._autocast():
             sparse = seed_prompt(self.sam2, seg_tokens.to(self.device))
@@ -280,7 +360,7 @@ class Sam2Engine:
         feats = self.features(frames, keys)
         with self._autocast():
             sparse, multimask = self._click_prompt(coords, point_labels)
-            return self._segment_window(frames, feats, frame_index, sparse, multimask)
+            return self._segment_window(frames, feats, frame_index, sparse, multimask)[0]
 
     def click_prompt(self, width: int, height: int, points: Sequence[tuple[float, float]] = (),
                      labels: Sequence[int] = (),
@@ -322,7 +402,7 @@ class Sam2Engine:
                                     "(use_mask_input_as_output_without_sam=True, as SAM 2.1 does)")
         feats = self.features(frames, keys)
         with self._autocast():
-            segmentation = self._segment_window(frames, feats, frame_index, mask_inputs=self._mask_input(given))
+            segmentation = self._segment_window(frames, feats, frame_index, mask_inputs=self._mask_input(given))[0]
         seed = segmentation.frames[frame_index]
         segmentation.frames[frame_index] = FrameMask(mask=given.copy(), score=seed.score,
                                                      object_score=seed.object_score,
@@ -337,20 +417,37 @@ class Sam2Engine:
         reports as absent is returned not visible (empty mask); its state keeps
         tracking, so it is found again when it reappears.
         """
-        if not state.cond:
-            raise TrackError("tracking state has no prompted frame to track from")
+        return self.track_many([state], frame, key)[0]
+
+    @torch.inference_mode()
+    def track_many(self, states: Sequence[TrackState], frame: np.ndarray, key: Hashable) -> list[FrameMask]:
+        """Step every object of one camera onto its newest frame: one SAM 2 step for all of them.
+
+        Each state moves to its own next index (``last_index + 1``: objects kept at
+        different times count frames differently). Results are in the order of
+        ``states``, each what :meth:`track` gives for that state alone.
+        """
+        states = list(states)
+        for i, state in enumerate(states):
+            if not state.cond:
+                raise TrackError(f"tracking state {i} has no prompted frame to track from")
+        if len({id(state) for state in states}) != len(states):
+            raise TrackError("a tracking state is given twice; each is stepped once per frame")
+        if not states:
+            return []
         feats = self.features([frame], [key])[0]
-        index = state.last_index + 1
+        indices = [state.last_index + 1 for state in states]
         # A live stream is a long video: SAM 2's pointer window is full, never cut by a length.
-        horizon = max(index + 1, int(self.sam2.max_obj_ptrs_in_encoder))
+        horizons = [max(index + 1, int(self.sam2.max_obj_ptrs_in_encoder)) for index in indices]
         with self._autocast():
-            sparse = padding_prompt(self.sam2, 1)
+            sparse = padding_prompt(self.sam2, len(states))
             multimask = self.sam2._use_multimask(False, None)
-            decoded = self._step(state, feats, index, sparse, multimask, cond=False,
-                                 horizon=horizon, reverse=False)
-        state.last_index = index
-        self._prune(state)
-        return self._frame_mask(decoded, frame)
+            decoded = self._step(states, feats, indices, sparse, multimask, cond=False,
+                                 horizons=horizons, reverse=False)
+        for state, index in zip(states, indices):
+            state.last_index = index
+            self._prune(state)
+        return self._frame_masks(decoded, frame)
 
     # ------------------------------------------------------------------ internals
 
@@ -385,40 +482,94 @@ class Sam2Engine:
 
     def _segment_window(self, frames: Sequence[np.ndarray], feats: list[FrameFeatures], seed: int,
                         sparse: torch.Tensor | None = None, multimask: bool = False,
-                        mask_inputs: torch.Tensor | None = None) -> ObjectSegmentation:
-        """Seed on frame ``seed`` with ``sparse`` (or with ``mask_inputs``, a mask on the SAM
-        frame), then propagate forward and backward."""
-        state = TrackState(cond={})
+                        mask_inputs: torch.Tensor | None = None) -> list[ObjectSegmentation]:
+        """Seed K objects on frame ``seed`` with ``sparse`` [K, P, C] (or one object with
+        ``mask_inputs``, a mask on the SAM frame), then propagate them together forward and backward."""
+        count = 1 if mask_inputs is not None else int(sparse.shape[0])
+        states = [TrackState(cond={}) for _ in range(count)]
         horizon = len(frames)
+        horizons = [horizon] * count
         if mask_inputs is not None:
-            first = self._mask_step(state, feats[seed], seed, mask_inputs)
+            first = self._mask_step(states[0], feats[seed], seed, mask_inputs)
         else:
-            first = self._step(state, feats[seed], seed, sparse, multimask, cond=True, horizon=horizon, reverse=False)
+            first = self._step(states, feats[seed], [seed] * count, sparse, multimask, cond=True,
+                               horizons=horizons, reverse=False)
         decoded: dict[int, _Decoded] = {seed: first}
-        track_sparse = padding_prompt(self.sam2, 1)
+        track_sparse = padding_prompt(self.sam2, count)
         track_multimask = self.sam2._use_multimask(False, None)
         for reverse, order in ((False, range(seed + 1, horizon)), (True, range(seed - 1, -1, -1))):
             for t in order:
-                decoded[t] = self._step(state, feats[t], t, track_sparse, track_multimask, cond=False,
-                                        horizon=horizon, reverse=reverse)
-        state.last_index = horizon - 1
-        self._prune(state)
-        return ObjectSegmentation([self._frame_mask(decoded[t], frames[t]) for t in range(horizon)], state)
+                decoded[t] = self._step(states, feats[t], [t] * count, track_sparse, track_multimask, cond=False,
+                                        horizons=horizons, reverse=reverse)
+        for state in states:
+            state.last_index = horizon - 1
+            self._prune(state)
+        per_frame = [self._frame_masks(decoded[t], frames[t]) for t in range(horizon)]
+        return [ObjectSegmentation([per_frame[t][k] for t in range(horizon)], state)
+                for k, state in enumerate(states)]
 
-    def _step(self, state: TrackState, feats: FrameFeatures, index: int, sparse: torch.Tensor,
-              multimask: bool, *, cond: bool, horizon: int, reverse: bool) -> _Decoded:
-        """One frame of SAM 2 tracking: memory attention, mask decoder, memory encoder."""
-        sam = self.sam2
-        vision = [feats.image_embed.flatten(2).permute(2, 0, 1)]  # (HW) x 1 x C, as SAM 2 keeps it
-        vision_pos = [feats.image_pos.flatten(2).permute(2, 0, 1)]
-        sizes = [tuple(feats.image_embed.shape[-2:])]
-        pix_feat = sam._prepare_memory_conditioned_features(
-            frame_idx=index, is_init_cond_frame=cond, current_vision_feats=vision,
-            current_vision_pos_embeds=vision_pos, feat_sizes=sizes, output_dict=state.output_dict(),
-            num_frames=horizon, track_in_reverse=reverse)
+    def _step(self, states: Sequence[TrackState], feats: FrameFeatures, indices: Sequence[int],
+              sparse: torch.Tensor, multimask: bool, *, cond: bool, horizons: Sequence[int],
+              reverse: bool) -> _Decoded:
+        """One frame of SAM 2 for K objects: memory attention, mask decoder, memory encoder."""
+        pix_feat = self._condition(states, feats, indices, cond, horizons, reverse)
         decoded = self._decode(pix_feat, feats, sparse, multimask)
-        self._remember(state, feats, index, decoded, cond)
+        self._remember(states, feats, indices, decoded, cond)
         return decoded
+
+    def _condition(self, states: Sequence[TrackState], feats: FrameFeatures, indices: Sequence[int], cond: bool,
+                   horizons: Sequence[int], reverse: bool) -> torch.Tensor:
+        """The frame's features conditioned on each object's memory: [K, C, h, w].
+
+        One object: SAM 2's own ``_prepare_memory_conditioned_features``. Several: SAM 2's
+        same code selects and embeds each object's memory (``_MemorySelection``), and the
+        objects whose memories have one layout (number of memory tokens, and of object-pointer
+        tokens among them) share one memory-attention call.
+
+        Grouped rather than padded to one length: SAM 2's memory attention (RoPE
+        cross-attention through ``scaled_dot_product_attention``) takes no attention mask,
+        so padding tokens would be attended to and change every object's result, and it
+        takes one pointer-token count per call. Layouts differ only while an object warms
+        up (fewer earlier frames than ``num_maskmem - 1`` memories or
+        ``max_obj_ptrs_in_encoder - 1`` pointers): a few frames after it was kept, each
+        object joins the steady layout, so a camera's steady objects take one call. The
+        objects' pointer distances to their prompted frames differ (kept at different
+        times), which is why SAM 2's own batched call, with one set of pointer positions
+        for the whole batch, cannot take them together.
+        """
+        sam = self.sam2
+        vision = feats.image_embed.flatten(2).permute(2, 0, 1)  # (HW) x 1 x C, as SAM 2 keeps it
+        vision_pos = feats.image_pos.flatten(2).permute(2, 0, 1)
+        height, width = feats.image_embed.shape[-2:]
+
+        def prepare(model: Any, state: TrackState, index: int, horizon: int) -> torch.Tensor:
+            return type(sam)._prepare_memory_conditioned_features(
+                model, frame_idx=index, is_init_cond_frame=cond, current_vision_feats=[vision],
+                current_vision_pos_embeds=[vision_pos], feat_sizes=[(height, width)],
+                output_dict=state.output_dict(), num_frames=horizon, track_in_reverse=reverse)
+
+        if len(states) == 1:
+            return prepare(sam, states[0], indices[0], horizons[0])
+        conditioned: list[torch.Tensor | None] = [None] * len(states)
+        groups: dict[tuple[int, int], list[tuple[int, _MemoryInputs]]] = {}
+        for k, (state, index, horizon) in enumerate(zip(states, indices, horizons)):
+            recorder = _MemoryRecorder()
+            direct = prepare(_MemorySelection(sam, recorder), state, index, horizon)
+            if recorder.inputs is None:          # no memory to attend to (an initial conditioning frame)
+                conditioned[k] = direct
+            else:
+                groups.setdefault(recorder.inputs.layout, []).append((k, recorder.inputs))
+        for (_, pointer_tokens), members in groups.items():
+            count = len(members)
+            attended = sam.memory_attention(
+                curr=[_batch_major(vision[:, 0], count)], curr_pos=[_batch_major(vision_pos[:, 0], count)],
+                memory=_batch_major([m.memory[:, 0] for _, m in members]),
+                memory_pos=_batch_major([m.memory_pos[:, 0] for _, m in members]),
+                num_obj_ptr_tokens=pointer_tokens)
+            attended = attended.permute(1, 2, 0).reshape(count, -1, height, width)
+            for j, (k, _) in enumerate(members):
+                conditioned[k] = attended[j:j + 1]
+        return torch.cat(conditioned)
 
     def _mask_input(self, mask: np.ndarray) -> torch.Tensor:
         """H x W bool mask -> [1, 1, S, S] float 0/1 on the SAM frame, as SAM 2's video predictor resizes it."""
@@ -435,23 +586,32 @@ class Sam2Engine:
         low_res, _, iou, _, _, obj_ptr, object_score = self.sam2._use_mask_as_output(
             feats.image_embed, [feats.feat_s0, feats.feat_s1], mask_inputs)
         decoded = _Decoded(masks=low_res.float(), iou=iou, obj_ptr=obj_ptr, object_score=object_score)
-        self._remember(state, feats, index, decoded, cond=True)
+        self._remember([state], feats, [index], decoded, cond=True)
         return decoded
 
-    def _remember(self, state: TrackState, feats: FrameFeatures, index: int, decoded: _Decoded, cond: bool) -> None:
-        """Encode a decoded frame into the object's memory (``state.cond`` for a prompted frame)."""
+    def _remember(self, states: Sequence[TrackState], feats: FrameFeatures, indices: Sequence[int],
+                  decoded: _Decoded, cond: bool) -> None:
+        """Encode K decoded objects into their memories (``state.cond`` for a prompted frame)."""
         sam = self.sam2
-        vision = [feats.image_embed.flatten(2).permute(2, 0, 1)]
+        vision = feats.image_embed.flatten(2).permute(2, 0, 1)
         sizes = [tuple(feats.image_embed.shape[-2:])]
         high_res = upsample_mask_logits(decoded.masks, self.image_size, self.image_size)
-        # Prompted frames count as "mask from points" exactly as SAM 2's video predictor encodes them.
-        maskmem, maskmem_pos = sam._encode_new_memory(
-            current_vision_feats=vision, feat_sizes=sizes, pred_masks_high_res=high_res,
-            object_score_logits=decoded.object_score, is_mask_from_pts=cond)
-        entry = {"maskmem_features": maskmem.to(feats.image_embed.dtype),
-                 "maskmem_pos_enc": self._shared_pos(state, maskmem_pos),
-                 "obj_ptr": decoded.obj_ptr}
-        (state.cond if cond else state.recent)[index] = entry
+        # A SAM 2 that makes the masks of one batch non-overlapping would tie the objects together.
+        chunk = 1 if sam.non_overlap_masks_for_mem_enc else len(states)
+        for start in range(0, len(states), chunk):
+            part = slice(start, start + chunk)
+            count = len(states[part])
+            # Prompted frames count as "mask from points" exactly as SAM 2's video predictor encodes them.
+            maskmem, maskmem_pos = sam._encode_new_memory(
+                current_vision_feats=[vision.expand(-1, count, -1)], feat_sizes=sizes,
+                pred_masks_high_res=high_res[part], object_score_logits=decoded.object_score[part],
+                is_mask_from_pts=cond)
+            maskmem = maskmem.to(feats.image_embed.dtype)
+            pos = [_own(p, 0) for p in maskmem_pos]      # depends on the shape only: one copy for all
+            for j, (state, index) in enumerate(zip(states[part], indices[part])):
+                entry = {"maskmem_features": _own(maskmem, j), "maskmem_pos_enc": self._shared_pos(state, pos),
+                         "obj_ptr": _own(decoded.obj_ptr, start + j)}
+                (state.cond if cond else state.recent)[index] = entry
 
     @staticmethod
     def _shared_pos(state: TrackState, pos: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -506,9 +666,13 @@ class Sam2Engine:
             elif t < oldest_mem and "maskmem_features" in state.recent[t]:
                 state.recent[t] = {"obj_ptr": state.recent[t]["obj_ptr"]}
 
-    def _frame_mask(self, decoded: _Decoded, frame: np.ndarray) -> FrameMask:
+    def _frame_masks(self, decoded: _Decoded, frame: np.ndarray) -> list[FrameMask]:
+        """The K decoded objects at the frame's resolution."""
         height, width = frame.shape[:2]
-        mask = logits_to_masks(decoded.masks[0, 0], height, width).cpu().numpy()
-        return FrameMask(mask=mask, score=float(decoded.iou.float().item()),
-                         object_score=float(decoded.object_score.float().item()),
-                         low_res_logits=decoded.masks[0, 0])
+        count = int(decoded.masks.shape[0])
+        masks = logits_to_masks(decoded.masks[:, 0], height, width).cpu().numpy()
+        ious = decoded.iou.float().reshape(count).tolist()
+        scores = decoded.object_score.float().reshape(count).tolist()
+        return [FrameMask(mask=masks[k] if count == 1 else masks[k].copy(), score=ious[k], object_score=scores[k],
+                          low_res_logits=_own(decoded.masks, k)[0, 0])
+                for k in range(count)]
