@@ -31,6 +31,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                                       r".*\s\d+\.\d{3}\s+\d+M\s+\d+%/\d+% of [1-9]\d*$"]),
     "bench_replay.py": (["--smoke"], [r"^\s+5\s+\d+\.\d{2}\s+\d+\.\d{2}\s+replay / track = \d+\.\d{3}$"]),
     "bench_depth3d.py": (["--smoke"], [r"^\s+\d+x\d+\s+\d+\s+\d+\.\d\s+\d+\.\d{2}\s+3-D / track = \d+\.\d{4}$"]),
+    "bench_tracking_batch.py": (["--smoke"], [r"^tiny 2 objects: batched / per-object = \d+\.\d{3}$"]),
     "bench_node_query.py": (["--smoke"], [r"ROS overhead / pipeline time = .* = \d+\.\d{4}$",
                                           r"frames/s 5 objects / 1 object = \d+\.\d{3}; "
                                           r"object-frames/s 5 / 1 = \d+\.\d{3}$",
