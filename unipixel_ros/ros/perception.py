@@ -33,6 +33,7 @@ from unipixel_ros.ros.model_host import (
     PipelineLoader,
     load_pipeline,
 )
+from unipixel_ros.ros.objects3d_output import Locator
 from unipixel_ros.ros.params import ParameterError
 from unipixel_ros.ros.qos import qos_profile
 from unipixel_ros.ros.query_server import QueryServer, QuerySettings
@@ -154,13 +155,15 @@ class Perception:
         self.store = ObjectStore(context.feeds, config.max_objects, config.max_frames_per_object,
                                  timelines={name: feed.window for name, feed in context.feeds.items()})
         output_qos = qos_profile(context.config.qos.output, context.config.qos.output_depth)
-        self.tracker = Tracker(node, context.feeds, self.store, self.host, config.tracking_rate_hz, output_qos)
+        self.locator = Locator(node, context.feeds, context.config.depth)
+        self.tracker = Tracker(node, context.feeds, self.store, self.host, config.tracking_rate_hz, output_qos,
+                               locator=self.locator)
         self.query_server = QueryServer(node, context.feeds, self.store, self.host, config.query,
-                                        on_remembered=self.tracker.publish_stored)
+                                        on_remembered=self.tracker.publish_stored, locator=self.locator)
         self.memory_services = MemoryServices(node, self.store, on_removed=self.tracker.refresh)
         self.clicks = ClickHandler(node, context.feeds, self.store, self.host, self.tracker, config.clicks,
                                    CLICK_QOS)
-        self._parts = (self.tracker, self.memory_services, self.query_server, self.clicks)
+        self._parts = (self.locator, self.tracker, self.memory_services, self.query_server, self.clicks)
         self.host.start_loading()
 
     def activate(self) -> None:

@@ -47,6 +47,7 @@ from unipixel_ros.results import ProgressCallback, QueryCancelled, QueryResult, 
 from unipixel_ros.ros.ingest import CameraFeed, stamp_ns
 from unipixel_ros.ros.messages import object_masks_msg, prompt_from_msg, time_msg, timing_msgs
 from unipixel_ros.ros.model_host import BusyError, ModelHost, ModelUnavailableError
+from unipixel_ros.ros.objects3d_output import Located, Locator, object3d_msg
 from unipixel_ros.ros.qos import REQUEST_QOS
 from unipixel_ros.action import Query as QueryAction
 from unipixel_ros.srv import Query as QueryService
@@ -190,7 +191,9 @@ class QueryAnswerer:
 
     def __init__(self, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
                  settings: QuerySettings, on_remembered: Callable[[str, int], None], now_ns: Callable[[], int],
-                 logger: Any, topic_of: Callable[[CameraFeed], str]) -> None:
+                 logger: Any, topic_of: Callable[[CameraFeed], str], locator: Locator | None = None) -> None:
+        """``locator`` adds each object's 3-D on the newest frame, on cameras with depth."""
+        self._locator = locator
         self._feeds = feeds
         self._store = store
         self._host = host
@@ -278,7 +281,10 @@ class QueryAnswerer:
     def _outcome(self, camera: str, epoch: int, frames: Sequence[Frame], result: QueryResult) -> QueryOutcome:
         objects = []
         remembered = False
-        for obj in result.objects:
+        located: list[Located | None] = [None] * len(result.objects)
+        if self._locator is not None and self._feeds[camera].config.depth_topic and result.objects:
+            located = self._locator.locate(camera, frames[-1], [o.masks[-1] for o in result.objects])
+        for obj, where in zip(result.objects, located):
             if len(obj.masks) != len(frames):
                 raise RuntimeError(f"the pipeline returned {len(obj.masks)} masks for {len(frames)} frames")
             object_id = 0
@@ -286,7 +292,8 @@ class QueryAnswerer:
                 object_id = self._store.adopt(camera, obj.memory_id, epoch)
                 remembered = True
             objects.append(object_masks_msg(object_id, obj.label, _score(obj), not bool(obj.masks[-1].any()),
-                                            [(f.stamp_ns, f.frame_id, m) for f, m in zip(frames, obj.masks)]))
+                                            [(f.stamp_ns, f.frame_id, m) for f, m in zip(frames, obj.masks)],
+                                            object3d_msg(where, frames[-1].stamp_ns) if where else None))
         if remembered:
             self._on_remembered(camera, frames[-1].stamp_ns)
         return QueryOutcome(success=True, answer=result.answer, objects=objects,
@@ -297,11 +304,13 @@ class QueryServer:
     """Node component serving ``~/query`` as a service and as an action."""
 
     def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
-                 settings: QuerySettings, on_remembered: Callable[[str, int], None]) -> None:
+                 settings: QuerySettings, on_remembered: Callable[[str, int], None],
+                 locator: Locator | None = None) -> None:
         self._node = node
         self.answerer = QueryAnswerer(feeds, store, host, settings, on_remembered,
                                       now_ns=lambda: node.get_clock().now().nanoseconds, logger=node.get_logger(),
-                                      topic_of=lambda feed: node.resolve_topic_name(feed.config.subscribed_topic))
+                                      topic_of=lambda feed: node.resolve_topic_name(feed.config.subscribed_topic),
+                                      locator=locator)
         group = ReentrantCallbackGroup()
         # Served from configure to cleanup, so that a request running when the node
         # deactivates still gets its answer ("canceled") and requests to an inactive node

@@ -40,7 +40,8 @@ from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile
 from rclpy.timer import Timer
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
 
 from unipixel_ros.frames import Frame
 from unipixel_ros.msg import ObjectMasksArray
@@ -48,6 +49,8 @@ from unipixel_ros.object_store import ObjectStore, StoredObject
 from unipixel_ros.rendering import MAX_LABEL_ID, OverlayObject, label_image, overlay
 from unipixel_ros.ros.ingest import CameraFeed
 from unipixel_ros.ros.messages import header, image_msg, object_masks_msg
+from unipixel_ros.ros.objects3d_output import (Located, Locator, markers_msg, markers_topic, object3d_msg,
+                                               points_msg, points_topic)
 from unipixel_ros.ros.model_host import ModelHost
 from unipixel_ros.tracking_schedule import StepOutcome, StepScheduler
 
@@ -92,17 +95,24 @@ class FrameOutputs:
     camera: str
     frame: Frame
     masks: list[tuple[StoredObject, np.ndarray]]
+    located: list[Located] | None = None     # each object's 3-D, on cameras with depth
 
     def tracked_objects(self) -> ObjectMasksArray:
         """The ``~/tracked_objects`` message, stamped with the frame's header."""
         frame = self.frame
         msg = ObjectMasksArray(header=header(frame.stamp_ns, frame.frame_id), camera=self.camera)
-        for obj, mask in self.masks:
+        located = self.located or [None] * len(self.masks)
+        for (obj, mask), where in zip(self.masks, located):
             score = obj.record.scores[obj.record.stamps.index(frame.stamp_ns)] \
                 if frame.stamp_ns in obj.record.stamps else 0.0
             msg.objects.append(object_masks_msg(obj.object_id, obj.label, score, not mask.any(),
-                                                [(frame.stamp_ns, frame.frame_id, mask)]))
+                                                [(frame.stamp_ns, frame.frame_id, mask)],
+                                                object3d_msg(where, frame.stamp_ns) if where else None))
         return msg
+
+    def objects_3d(self) -> list[tuple[int, str, Located]]:
+        """(id, label, 3-D) of every object, for the markers and the point cloud."""
+        return [(o.object_id, o.label, w) for (o, _), w in zip(self.masks, self.located or [])]
 
     @property
     def undrawable(self) -> int:
@@ -131,8 +141,10 @@ class TrackingCore:
     """
 
     def __init__(self, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost, logger: Any,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, locator: Locator | None = None) -> None:
+        """``locator`` adds each object's 3-D on the cameras with depth."""
         self._store = store
+        self._locator = locator
         self._host = host
         self._logger = logger
         self._clock = clock
@@ -190,25 +202,35 @@ class TrackingCore:
                 return                          # inactive, or the frame's timeline has ended
             self._follow_timeline(camera, cam, epoch)
             cam.last_stamp = max(cam.last_stamp, frame.stamp_ns)
-            self.emit(FrameOutputs(camera, frame, _frame_masks(self._store.objects(camera), frame)))
+            masks = _frame_masks(self._store.objects(camera), frame)
+            located = None
+            if self._locator is not None and cam.feed.config.depth_topic:
+                located = self._locator.locate(camera, frame, [m for _, m in masks])
+            self.emit(FrameOutputs(camera, frame, masks, located))
 
 
 class Tracker:
     """Node component: the tracking scheduler and the tracked outputs."""
 
     def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
-                 rate_hz: float, qos: QoSProfile, clock: Callable[[], float] = time.monotonic) -> None:
+                 rate_hz: float, qos: QoSProfile, clock: Callable[[], float] = time.monotonic,
+                 locator: Locator | None = None) -> None:
+        """``locator`` adds the objects' 3-D (``Object3D``, markers, points) on cameras with depth."""
         self._node = node
         self._store = store
         self._host = host
         self._rate_hz = rate_hz
         self._qos = qos
         self._clock = clock
-        self.core = TrackingCore(feeds, store, host, node.get_logger(), clock)
+        self.core = TrackingCore(feeds, store, host, node.get_logger(), clock, locator)
+        self._locator = locator
         self._cameras = self.core.cameras
         self._tracked_pub: Publisher | None = None
         self._label_pubs: dict[str, Publisher] = {}
         self._overlay_pubs: dict[str, Publisher] = {}
+        self._markers_pubs: dict[str, Publisher] = {}
+        self._points_pubs: dict[str, Publisher] = {}
+        self._marked: dict[str, set[int]] = {}      # object ids whose markers are shown, per camera
         self._scheduler: StepScheduler | None = None
         self._timer: Timer | None = None
 
@@ -217,6 +239,10 @@ class Tracker:
         for name in self._cameras:
             self._label_pubs[name] = self._node.create_publisher(Image, label_image_topic(name), self._qos)
             self._overlay_pubs[name] = self._node.create_publisher(Image, overlay_topic(name), self._qos)
+            if self._locator is not None and self._cameras[name].feed.config.depth_topic:
+                self._markers_pubs[name] = self._node.create_publisher(MarkerArray, markers_topic(name), self._qos)
+                self._points_pubs[name] = self._node.create_publisher(PointCloud2, points_topic(name), self._qos)
+                self._marked[name] = set()
         with self.core.lock:
             self.core.emit = self._publish_outputs
         if self._rate_hz > 0:
@@ -231,10 +257,10 @@ class Tracker:
             if self._timer is not None:
                 self._node.destroy_timer(self._timer)
                 self._timer = None
-            for pub in (*self._label_pubs.values(), *self._overlay_pubs.values()):
-                self._node.destroy_publisher(pub)
-            self._label_pubs.clear()
-            self._overlay_pubs.clear()
+            for pubs in (self._label_pubs, self._overlay_pubs, self._markers_pubs, self._points_pubs):
+                for pub in pubs.values():
+                    self._node.destroy_publisher(pub)
+                pubs.clear()
             if self._tracked_pub is not None:
                 self._node.destroy_publisher(self._tracked_pub)
                 self._tracked_pub = None
@@ -286,6 +312,21 @@ class Tracker:
             label_pub.publish(outputs.label_image())
         if overlay_pub.get_subscription_count():
             overlay_pub.publish(outputs.overlay())
+        if outputs.camera in self._markers_pubs and outputs.located is not None:
+            self._publish_3d(outputs)
+
+    def _publish_3d(self, outputs: FrameOutputs) -> None:
+        """Markers (DELETE, once, for objects shown before that have no 3-D now: removed, reset,
+        lost or without depth) and the objects' point cloud, with the frame's stamp."""
+        objects = outputs.objects_3d()
+        frame = outputs.frame
+        shown = {object_id for object_id, _, where in objects if where.obj is not None}
+        gone = self._marked[outputs.camera] - shown
+        frame_id = objects[0][2].frame_id if objects else frame.frame_id
+        self._markers_pubs[outputs.camera].publish(markers_msg(objects, frame.stamp_ns, frame_id, gone))
+        self._marked[outputs.camera] = shown
+        self._points_pubs[outputs.camera].publish(points_msg([(i, w) for i, _, w in objects], frame.stamp_ns,
+                                                             frame_id))
 
     def diagnostics(self) -> list[DiagnosticStatus]:
         statuses = []
