@@ -4,6 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from unipixel_ros.demo import GroundTruth, Recorder, best_match, score_track
 from unipixel_ros.synthetic.scenes import SyntheticStream
@@ -48,3 +49,41 @@ def test_a_mask_one_frame_late_scores_below_the_same_mask_on_its_own_frame() -> 
     late = [(s, stream.frame(stamps[s] - 5).masks[0]) for s in ordered[5:]]
     assert score_track(truth, name, late)["mean_iou"] < 0.9
     assert score_track(truth, name, [(1, stream.frame(0).masks[0])]) == {"object": name, "frames": 0}
+
+
+def _object3d(stamp: int, centroid: np.ndarray, points: int = 100) -> SimpleNamespace:
+    x, y, z = (float(c) for c in centroid)
+    sec, nanosec = divmod(stamp, 1_000_000_000)
+    return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec), frame_id="cam"),
+                           point_count=points, status="", centroid=SimpleNamespace(x=x, y=y, z=z))
+
+
+def test_3d_of_a_true_mask_over_the_synthetic_depth_scores_zero_error_and_an_offset_scores_the_offset() -> None:
+    from unipixel_ros.demo import score_3d, true_centroid
+    from unipixel_ros.objects3d import DepthSettings, encode_depth_mm, locate
+    from unipixel_ros.ros.synthetic_camera import pinhole_k
+    from unipixel_ros.synthetic.scenes import depth_image, object_depth_m
+
+    stream = SyntheticStream(3, 160, 120, 3)
+    rec, stamps = _received(stream, range(10, 14))
+    truth = GroundTruth(stream, rec)
+    names = [o.name for o in stream.scene_at(0)[0].objects]
+    k = pinhole_k(160, 120, 60.0)
+    exact, shifted = [], []
+    for stamp, i in stamps.items():
+        frame = stream.frame(i)
+        depth_mm = encode_depth_mm(depth_image(frame)) / 1000.0        # as the demo camera sends it (16UC1)
+        obj = locate(frame.masks[1], depth_mm, np.array(k).reshape(3, 3), DepthSettings())
+        assert truth.depth(stamp, names[1]) == object_depth_m(1, 3)
+        np.testing.assert_allclose(obj.centroid, true_centroid(frame.masks[1], object_depth_m(1, 3), k), atol=1e-3)
+        exact.append(_object3d(stamp, obj.centroid))
+        shifted.append(_object3d(stamp, obj.centroid + [0.0, 0.0, 0.1]))
+    good = score_3d(truth, names[1], exact + [_object3d(min(stamps), np.zeros(3), points=0)], k)
+    assert good["frames"] == 4 and good["without_3d"] == 1 and good["true_depth_m"] == object_depth_m(1, 3)
+    assert abs(good["mean_z_error_m"]) < 1e-3 and good["mean_centroid_error_m"] < 1e-3
+    off = score_3d(truth, names[1], shifted, k)
+    assert off["mean_z_error_m"] == pytest.approx(0.1, abs=1e-3) and off["max_abs_z_error_m"] == pytest.approx(0.1, abs=1e-3)
+    wrong_shape = score_3d(truth, names[0], exact, k)             # the 3-D of another shape than asked for
+    assert abs(wrong_shape["mean_z_error_m"]) >= 0.25 - 1e-3
+    assert score_3d(truth, names[1], [_object3d(1, np.ones(3))], k) == {"object": names[1], "frames": 0,
+                                                                        "without_3d": 1}

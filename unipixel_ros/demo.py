@@ -2,12 +2,14 @@
 
     python -m unipixel_ros.demo [model:=synthetic|tiny|PATH|HUB_ID] [device:=auto] [dtype:=auto]
                                 [decoder_backend:=torch] [out:=out/demo] [track_seconds:=4]
-                                [seed:=3] [timeout:=600]
+                                [seed:=3] [timeout:=600] [domain:=]
 
-Runs everything on this machine (DDS on loopback only, a private ROS domain):
+Runs everything on this machine (DDS on loopback only, a private ROS domain: ``domain:=`` picks
+it, by default one drawn from the process id):
 
-1. starts the synthetic camera (seeded shapes moving over textures, with CameraInfo) and
-   the node, as separate processes, exactly as ``ros2 run`` would;
+1. starts the synthetic camera (seeded shapes moving over textures, with CameraInfo and a
+   registered 16-bit depth image: each shape flat at its own depth) and the node, which
+   subscribes to that depth, as separate processes, exactly as ``ros2 run`` would;
 2. asks the ``~/query`` action "Please segment the <colour> <shape>." about the last
    two seconds, printing the feedback, and keeps the segmented objects in memory;
 3. clicks (as rqt_image_view does) on the middle of another shape, which the node
@@ -17,7 +19,12 @@ Runs everything on this machine (DDS on loopback only, a private ROS domain):
 5. scores itself: the synthetic camera's frames are known, so every mask the node sent
    (the query's, the click's and the tracked ones) is compared with the true mask of the
    shape it was asked for on the same frame (found from the frame's pixels), and the IoUs
-   are printed and written to ``summary.json`` under ``scores``;
+   are printed and written to ``summary.json`` under ``scores``; the 3-D of the query's
+   objects (from the reply's ``Object3D``) and of the tracked query and clicked objects
+   (centroid, extent, point count, frame_id) is printed and written under ``objects3d``,
+   and scored under ``scores_3d``: the centroid's z against the true depth of the shape
+   asked for, and the centroid against that shape's true visible pixels back-projected
+   at its depth through the camera's intrinsics (errors in metres);
 6. writes ``answer.txt``, ``summary.json``, the query's mask PNGs and the tracked masks,
    label images (16-bit) and overlays as PNG to the output folder, then stops the
    processes and exits 0.
@@ -50,10 +57,11 @@ NAMESPACE = "/demo"
 CAMERA = "camera"
 FRAME_ID = "camera_optical"
 WIDTH, HEIGHT, RATE_HZ, NUM_OBJECTS = 320, 240, 5.0, 3
+HORIZONTAL_FOV_DEG = 60.0              # the synthetic camera's default, given to it explicitly
 QUERY_WINDOW_S = 2.0
 MAX_CLICKS = 8
 OPTIONS = {"model": "", "device": "auto", "dtype": "auto", "decoder_backend": "torch", "out": "out/demo",
-           "track_seconds": "4", "seed": "3", "timeout": "600"}
+           "track_seconds": "4", "seed": "3", "timeout": "600", "domain": ""}
 OUTPUT_PATTERNS = ("*.png", "answer.txt", "summary.json", "*.log")
 
 
@@ -124,10 +132,18 @@ class Recorder:
     tracked: list[Any] = field(default_factory=list)
     overlays: dict[int, Any] = field(default_factory=dict)
     labels: dict[int, Any] = field(default_factory=dict)
+    closed: bool = False             # set when tracking ends: what is scored and written stays put
+
+    def on_tracked(self, msg: Any) -> None:
+        with self.lock:
+            if not self.closed:
+                self.tracked.append(msg)
 
     def keep(self, store: dict, limit: int = 200) -> Callable[[Any], None]:
         def on_image(msg: Any) -> None:
             with self.lock:
+                if self.closed:
+                    return
                 store[stamp_ns(msg.header.stamp)] = msg
                 while len(store) > limit:
                     store.pop(next(iter(store)))
@@ -192,6 +208,16 @@ class GroundTruth:
         names = [o.name for o in scene.objects]
         return self._stream.frame(index).masks[names.index(name)] if name in names else None
 
+    def depth(self, stamp: int, name: str) -> float | None:
+        """The shape ``name``'s true (flat) depth [m] on the frame stamped ``stamp``; None if unknown."""
+        from unipixel_ros.synthetic.scenes import object_depth_m
+
+        index = self._index(stamp)
+        if index is None:
+            return None
+        names = [o.name for o in self._stream.scene_at(index)[0].objects]
+        return object_depth_m(names.index(name), len(names)) if name in names else None
+
     def _index(self, stamp: int) -> int | None:
         if stamp not in self._indices:
             with self._rec.lock:
@@ -216,6 +242,46 @@ def score_track(truth: GroundTruth, name: str, masks: list[tuple[int, np.ndarray
         return {"object": name, "frames": 0}
     return {"object": name, "frames": len(ious), "mean_iou": round(float(np.mean(ious)), 3),
             "min_iou": round(float(np.min(ious)), 3), "frames_iou_at_least_0.5": int(sum(i >= 0.5 for i in ious))}
+
+
+def true_centroid(mask: np.ndarray, depth_m: float, k: list[float]) -> np.ndarray:
+    """The centroid of a flat shape's visible pixels at ``depth_m``, back-projected through the
+    row-major intrinsics ``k``: what a perfect mask over exact depth would locate."""
+    v, u = np.nonzero(mask)
+    return np.array([(u.mean() - k[2]) * depth_m / k[0], (v.mean() - k[5]) * depth_m / k[4], depth_m])
+
+
+def describe_3d(o3d: Any) -> dict[str, Any]:
+    """An ``Object3D`` message as plain values (centroid and extent in metres)."""
+    out: dict[str, Any] = {"stamp_ns": stamp_ns(o3d.header.stamp), "frame_id": o3d.header.frame_id,
+                           "point_count": int(o3d.point_count), "status": o3d.status}
+    if o3d.point_count:
+        out["centroid_m"] = [round(float(c), 4) for c in (o3d.centroid.x, o3d.centroid.y, o3d.centroid.z)]
+        out["extent_m"] = [round(float(c), 4) for c in (o3d.extent.x, o3d.extent.y, o3d.extent.z)]
+    return out
+
+
+def score_3d(truth: GroundTruth, name: str, located: list[Any], k: list[float]) -> dict[str, Any]:
+    """3-D error of ``Object3D`` messages of shape ``name`` against the synthetic truth: the
+    centroid's z against the shape's true depth, and the whole centroid against
+    :func:`true_centroid` of its true visible mask on the same frame [m]."""
+    z_errors, centroid_errors, depths = [], [], []
+    for o3d in located:
+        stamp = stamp_ns(o3d.header.stamp)
+        depth, mask = truth.depth(stamp, name), truth.mask(stamp, name)
+        if not o3d.point_count or depth is None or mask is None or not mask.any():
+            continue
+        centroid = np.array([o3d.centroid.x, o3d.centroid.y, o3d.centroid.z])
+        depths.append(depth)
+        z_errors.append(float(centroid[2] - depth))
+        centroid_errors.append(float(np.linalg.norm(centroid - true_centroid(mask, depth, k))))
+    out: dict[str, Any] = {"object": name, "frames": len(z_errors), "without_3d": len(located) - len(z_errors)}
+    if z_errors:
+        out.update(true_depth_m=round(depths[-1], 4),
+                   mean_z_error_m=round(float(np.mean(z_errors)), 4),
+                   max_abs_z_error_m=round(float(np.max(np.abs(z_errors))), 4),
+                   mean_centroid_error_m=round(float(np.mean(centroid_errors)), 4))
+    return out
 
 
 def best_match(truth: GroundTruth, names: list[str], stamp: int, mask: np.ndarray) -> str | None:
@@ -255,9 +321,12 @@ def run(options: dict[str, str]) -> None:
     camera = Process("camera", ["-m", "unipixel_ros.ros.synthetic_camera", "--ros-args",
                                 "-r", f"__ns:={NAMESPACE}/{CAMERA}", "-p", f"seed:={seed}",
                                 "-p", f"width:={WIDTH}", "-p", f"height:={HEIGHT}", "-p", f"rate:={RATE_HZ}",
-                                "-p", f"num_objects:={NUM_OBJECTS}", "-p", f"frame_id:={FRAME_ID}"],
+                                "-p", f"num_objects:={NUM_OBJECTS}", "-p", f"frame_id:={FRAME_ID}",
+                                "-p", f"horizontal_fov_deg:={HORIZONTAL_FOV_DEG}", "-p", "depth_encoding:=16UC1"],
                      out / "camera.log")
     node_params = {"cameras": f"[{CAMERA}]", f"cameras.{CAMERA}.camera_info_topic": f"{CAMERA}/camera_info",
+                   f"cameras.{CAMERA}.depth_topic": f"{CAMERA}/depth/image_raw",
+                   f"cameras.{CAMERA}.depth_camera_info_topic": f"{CAMERA}/depth/camera_info",
                    "model.device": options["device"], "model.dtype": options["dtype"],
                    "model.decoder_backend": options["decoder_backend"], "tracking.rate_hz": RATE_HZ,
                    "query.window_seconds": QUERY_WINDOW_S, "diagnostics.period_s": 0.5}
@@ -280,8 +349,7 @@ def run(options: dict[str, str]) -> None:
     srv = f"{NAMESPACE}/unipixel"
     qos = QoSProfile(depth=50)
     client.create_subscription(Image, f"{NAMESPACE}/{CAMERA}/image_raw", rec.keep(rec.images), qos)
-    client.create_subscription(ObjectMasksArray, f"{srv}/tracked_objects",
-                               lambda m: rec.tracked.append(m), qos)
+    client.create_subscription(ObjectMasksArray, f"{srv}/tracked_objects", rec.on_tracked, qos)
     client.create_subscription(Image, f"{srv}/{CAMERA}/overlay", rec.keep(rec.overlays), qos)
     client.create_subscription(Image, f"{srv}/{CAMERA}/label_image", rec.keep(rec.labels), qos)
     diagnostics: dict[str, dict[str, str]] = {}      # status name suffix -> values
@@ -359,10 +427,18 @@ def run(options: dict[str, str]) -> None:
         since = time.time_ns()
         say(f"tracking for {track_seconds:g} s")
         time.sleep(track_seconds)
+        with rec.lock:
+            rec.closed = True
         summary = write_tracking_outputs(out, rec, since)
-        scores = score_demo(GroundTruth(stream, rec), [o.name for o in scene.objects], target, result, click,
-                            rec, since)
+        truth = GroundTruth(stream, rec)
+        scores = score_demo(truth, [o.name for o in scene.objects], target, result, click, rec, since)
         say_scores(scores)
+        from unipixel_ros.ros.synthetic_camera import pinhole_k
+
+        in_3d = demo_3d(truth, target, result, click, rec, since,
+                        pinhole_k(WIDTH, HEIGHT, HORIZONTAL_FOV_DEG))
+        say_3d(in_3d)
+        summary.update(in_3d)
         summary.update(scores=scores, model=options["model"] or "node default", question=question, answer=result.answer,
                        query_objects=[{"id": o.id, "label": o.label, "score": round(o.score, 3)}
                                       for o in result.objects],
@@ -408,6 +484,62 @@ def score_demo(truth: GroundTruth, names: list[str], target: str, result: Any, c
         scores["click"] = score_track(truth, click["object"],
                                       track_of(lambda o: o.label == "click" and o.id not in query_ids))
     return scores
+
+
+def demo_3d(truth: GroundTruth, target: str, result: Any, click: dict | None, rec: Recorder, since_ns: int,
+            k: list[float]) -> dict[str, Any]:
+    """``objects3d``: the 3-D of each query object in the reply, of its tracked masks (newest) and
+    of the clicked object's track (newest); ``scores_3d``: each of them against the truth."""
+    with rec.lock:
+        tracked = [m for m in rec.tracked if stamp_ns(m.header.stamp) >= since_ns]
+
+    def track_of(keep: Callable[[Any], bool]) -> list[Any]:
+        return [o.object3d for m in tracked for o in m.objects if keep(o)]
+
+    objects: dict[str, Any] = {"query": [], "click": None}
+    scores: dict[str, Any] = {"query": [], "click": None}
+    for obj in result.objects:
+        entry = {"id": obj.id, "label": obj.label, "reply": describe_3d(obj.object3d)}
+        score = {"id": obj.id, "label": obj.label, "reply": score_3d(truth, target, [obj.object3d], k)}
+        if obj.id:
+            track = track_of(lambda o, i=obj.id: o.id == i)
+            entry["tracked_newest"] = describe_3d(track[-1]) if track else None
+            score["tracked"] = score_3d(truth, target, track, k)
+        objects["query"].append(entry)
+        scores["query"].append(score)
+    if click is not None:
+        query_ids = {o.id for o in result.objects}
+        track = track_of(lambda o: o.label == "click" and o.id not in query_ids)
+        objects["click"] = {"object": click["object"], "tracked_newest": describe_3d(track[-1]) if track else None}
+        scores["click"] = score_3d(truth, click["object"], track, k)
+    return {"objects3d": objects, "scores_3d": scores}
+
+
+def say_3d(in_3d: dict[str, Any]) -> None:
+    def where(d: dict[str, Any] | None) -> str:
+        if d is None:
+            return "never tracked"
+        if not d["point_count"]:
+            return f"no 3-D ({d['status'] or 'no depth'})"
+        (x, y, z), (ex, ey, ez) = d["centroid_m"], d["extent_m"]
+        return (f"centroid ({x:.3f}, {y:.3f}, {z:.3f}) m, extent {ex:.3f} x {ey:.3f} x {ez:.3f} m, "
+                f"{d['point_count']} points in '{d['frame_id']}'")
+
+    def error(s: dict[str, Any]) -> str:
+        if not s["frames"]:
+            return f"no frame with 3-D to score against the {s['object']}"
+        return (f"z error vs the true {s['true_depth_m']:.2f} m of the {s['object']}: mean {s['mean_z_error_m']:+.3f},"
+                f" max |{s['max_abs_z_error_m']:.3f}| m, centroid error {s['mean_centroid_error_m']:.3f} m over "
+                f"{s['frames']} frames")
+    objects, scores = in_3d["objects3d"], in_3d["scores_3d"]
+    for entry, score in zip(objects["query"], scores["query"]):
+        say(f"3-D: query object {entry['id'] or '-'} ({entry['label']}) in the reply: {where(entry['reply'])}; "
+            f"{error(score['reply'])}")
+        if "tracked" in score:
+            say(f"3-D:   tracked afterwards, newest: {where(entry['tracked_newest'])}; {error(score['tracked'])}")
+    if objects["click"] is not None:
+        say(f"3-D: clicked object tracked, newest: {where(objects['click']['tracked_newest'])}; "
+            f"{error(scores['click'])}")
 
 
 def say_scores(scores: dict[str, Any]) -> None:
@@ -472,8 +604,10 @@ def write_tracking_outputs(out: Path, rec: Recorder, since_ns: int) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(sys.argv[1:] if argv is None else argv)
+    if options["domain"] and not (options["domain"].isdigit() and 0 <= int(options["domain"]) <= 232):
+        raise SystemExit(f"domain:= takes a ROS domain id from 0 to 232, got '{options['domain']}'")
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 101))
+    os.environ["ROS_DOMAIN_ID"] = options["domain"] or str(random.Random(os.getpid()).randint(1, 101))
     try:
         run(options)
     except DemoError as exc:
