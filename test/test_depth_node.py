@@ -4,6 +4,7 @@ Camera ``rgbd``: rgb8 frames with a registered depth image of the same stamp, fl
 DEPTH_M (the double's masks are discs and boxes, so every 3-D value is known exactly).
 Camera ``half``: depth at half the colour resolution with a depth CameraInfo that does not
 scale with the colour one, so it gets no 3-D and diagnostics say why.
+Camera ``silent``: a depth topic that never publishes; the node serves 2-D and says so.
 """
 from __future__ import annotations
 
@@ -32,11 +33,13 @@ F = 50.0
 K = [F, 0.0, (W - 1) / 2, 0.0, F, (H - 1) / 2, 0.0, 0.0, 1.0]
 DEPTH_M = 1.5
 OPTICAL = "rgbd_optical"
-PARAMS = {"cameras": ["rgbd", "half"], "tracking.rate_hz": 20.0, "model.id": "test-model",
+PARAMS = {"cameras": ["rgbd", "half", "silent"], "tracking.rate_hz": 20.0, "model.id": "test-model",
           "diagnostics.period_s": 0.2,
           "cameras.rgbd.camera_info_topic": "rgbd/camera_info", "cameras.rgbd.depth_topic": "rgbd/depth",
           "cameras.half.camera_info_topic": "half/camera_info", "cameras.half.depth_topic": "half/depth",
-          "cameras.half.depth_camera_info_topic": "half/depth_info"}
+          "cameras.half.depth_camera_info_topic": "half/depth_info",
+          # a depth topic nothing ever publishes on
+          "cameras.silent.camera_info_topic": "silent/camera_info", "cameras.silent.depth_topic": "silent/depth"}
 
 
 def depth_msg(depth: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "32FC1",
@@ -253,3 +256,29 @@ def test_half_resolution_depth_that_does_not_scale_is_reported(rig) -> None:
     assert o3d.point_count == 0 and o3d.status.startswith("intrinsics_mismatch") and "cx" in o3d.status
     wait_for(lambda: "intrinsics_mismatch" in r.status("camera half depth").get("last_problem", ""), 10,
              "the mismatch in diagnostics")
+
+
+def test_a_depth_topic_that_never_publishes_leaves_2d_results_and_a_status_saying_so(rig) -> None:
+    r, _ = rig
+    info = r.client.publisher(CameraInfo, f"{NS}/silent/camera_info")
+    image = r.client.publisher(Image, f"{NS}/silent/image_raw")
+    stamp = time.time_ns()
+    info.publish(camera_info_msg(W, H, K, "silent_optical"))
+    image.publish(image_msg(r.image_rng.integers(40, 230, (H, W, 3), dtype=np.uint8), stamp, "silent_optical"))
+    r.settle("silent", stamp)
+    prompt = VisualPrompt(type=VisualPrompt.POINT, object_index=0, x0=30.0, y0=20.0)
+    reply = r.client.call(Query, f"{NODE}/query", Query.Request(camera="silent", text="[0]?", prompts=[prompt],
+                                                                max_frames=1, remember=True))
+    assert reply.success, reply.message
+    (obj,) = reply.objects
+    assert (obj.masks[0].width, obj.masks[0].height) == (W, H) and any(obj.masks[0].data)   # the 2-D answer
+    assert obj.object3d.point_count == 0 and obj.object3d.status.startswith("no_depth_yet")
+    assert "silent/depth" in obj.object3d.status
+    tracked = wait_for(lambda: [o for m in r.client.snapshot(r.tracked) if m.camera == "silent" for o in m.objects
+                                if o.id == obj.id], 10, "the kept object tracked on the silent camera")
+    assert tracked[-1].object3d.point_count == 0 and tracked[-1].object3d.status.startswith("no_depth_yet")
+    status = wait_for(lambda: (s := r.status("camera silent depth")).get("no_3d.no_depth_yet") and s, 10,
+                      "the silent camera's depth status")
+    assert status["message"] == "no depth received on silent/depth; 2-D only"
+    assert status["received"] == status["stored"] == "0"
+    reset(r)

@@ -14,27 +14,17 @@ import numpy as np
 import pytest
 import yaml
 from rclpy.serialization import deserialize_message
-from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import Image
 
+from helpers.bags import read_bag
 from helpers.fake_pipeline import FakePipeline
 from unipixel_ros.msg import ObjectMasksArray
 from unipixel_ros.replay.__main__ import main
-from unipixel_ros.replay.types import typestore
 from unipixel_ros.ros.ingest import stamp_ns
 from unipixel_ros.synthetic.record import START_NS, record
 from unipixel_ros.synthetic.scenes import SyntheticStream
 
 W, H, FRAMES, SEED, OBJECTS = 160, 120, 8, 2, 3
-
-
-def _bag(path: Path) -> dict[str, list[tuple[str, int, bytes]]]:
-    """topic -> [(msgtype, log time, CDR bytes)]."""
-    out: dict[str, list] = {}
-    with AnyReader([path], default_typestore=typestore()) as reader:
-        for conn, log_ns, raw in reader.messages():
-            out.setdefault(conn.topic, []).append((conn.msgtype, log_ns, bytes(raw)))
-    return out
 
 
 def _replay(tmp: Path, storage_in: str, storage_out: str, name: str = "out") -> tuple[Path, dict]:
@@ -61,7 +51,7 @@ def _replay(tmp: Path, storage_in: str, storage_out: str, name: str = "out") -> 
 def test_a_recording_of_either_format_replays_into_a_bag_of_the_node_outputs(tmp_path, storage_in,
                                                                                storage_out) -> None:
     out, summary = _replay(tmp_path, storage_in, storage_out)
-    source, written = _bag(tmp_path / f"in_{storage_in}"), _bag(out)
+    source, written = read_bag(tmp_path / f"in_{storage_in}"), read_bag(out)
     assert any(out.glob("*.mcap" if storage_out == "mcap" else "*.db3"))
     assert not Path(f"{out}.partial").exists()
     for topic in ("/camera/image_raw", "/camera/camera_info", "/camera/ground_truth"):
@@ -105,7 +95,7 @@ def test_a_recording_of_either_format_replays_into_a_bag_of_the_node_outputs(tmp
 def test_replaying_twice_writes_the_same_messages(tmp_path) -> None:
     first, _ = _replay(tmp_path, "mcap", "mcap", "first")
     second, _ = _replay(tmp_path, "mcap", "mcap", "second")
-    a, b = _bag(first), _bag(second)
+    a, b = read_bag(first), read_bag(second)
     assert a.keys() == b.keys()
     for topic in a:       # compared as messages: CDR's alignment padding bytes are not defined
         cls = ObjectMasksArray if topic.endswith("tracked_objects") else None
@@ -121,5 +111,5 @@ def test_start_and_end_replay_part_of_the_bag(tmp_path) -> None:
     out = tmp_path / "out"
     assert main([str(source), str(out), "--camera", "front=/camera/image_raw", "--start", "0.2", "--end", "0.45",
                  "--no-progress"], loader=lambda settings, log: FakePipeline(settings, log)) == 0
-    stamps = [log for _, log, _ in _bag(out)["/camera/image_raw"]]
+    stamps = [log for _, log, _ in read_bag(out)["/camera/image_raw"]]
     assert stamps == [START_NS + i * 100_000_000 for i in (2, 3, 4)]

@@ -1,10 +1,13 @@
-"""J (region IoU) and F (boundary F-measure) on masks whose scores are known by construction. < 1 s."""
+"""The replay's per-frame scores (J and F from unipixel_ros.scoring), ground-truth matching and means. < 1 s.
+
+J and F themselves are tested in test_training_evaluate.py."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from unipixel_ros.replay.evaluation import (best_match, boundary, boundary_f_measure, mean_scores,
-                                            region_similarity, tolerance_px)
+from unipixel_ros.replay.evaluation import Score, best_match, mean_scores, score
+from unipixel_ros.scoring import boundary_f, mask_iou
 
 
 def square(x0: int, y0: int, size: int, shape=(100, 100)) -> np.ndarray:
@@ -13,29 +16,16 @@ def square(x0: int, y0: int, size: int, shape=(100, 100)) -> np.ndarray:
     return mask
 
 
-def test_identical_masks_score_one_and_disjoint_masks_zero() -> None:
-    a, b = square(10, 10, 20), square(60, 60, 20)
-    assert region_similarity(a, a) == boundary_f_measure(a, a) == 1.0
-    assert region_similarity(a, b) == boundary_f_measure(a, b) == 0.0
+def test_a_frames_score_is_the_shared_j_and_f() -> None:
+    a, b = square(10, 10, 20), square(15, 10, 20)
+    assert score(a, a) == Score(1.0, 1.0) and score(a, square(60, 60, 20)) == Score(0.0, 0.0)
+    assert score(a, b) == Score(mask_iou(a, b), boundary_f(a, b)) and score(a, b).jf < 1.0
+    assert score(np.zeros((8, 8), np.uint8), np.zeros((8, 8), bool)) == Score(1.0, 1.0)   # label-image bytes work
 
 
-def test_empty_masks_agree_and_one_empty_mask_scores_zero() -> None:
-    empty = np.zeros((50, 50), bool)
-    assert region_similarity(empty, empty) == boundary_f_measure(empty, empty) == 1.0
-    assert boundary_f_measure(square(5, 5, 10, (50, 50)), empty) == 0.0
-
-
-def test_a_shift_within_the_tolerance_keeps_f_at_one_while_j_drops() -> None:
-    assert tolerance_px((100, 100)) == 2                 # 0.8 % of the diagonal, rounded up
-    a, b = square(10, 10, 20), square(12, 10, 20)
-    assert region_similarity(a, b) == 18 * 20 / (22 * 20)
-    assert boundary_f_measure(a, b) == 1.0
-    assert boundary_f_measure(a, square(15, 10, 20)) < 1.0
-
-
-def test_the_boundary_is_the_masks_outer_ring_including_the_image_border() -> None:
-    ring = boundary(square(0, 0, 5, (10, 10)))
-    assert ring.sum() == 16 and ring[0, 0] and not ring[2, 2]
+def test_masks_of_different_sizes_are_refused_naming_both() -> None:
+    with pytest.raises(ValueError, match=r"\(100, 100\).*\(50, 50\)"):
+        score(square(0, 0, 5), square(0, 0, 5, (50, 50)))
 
 
 def test_best_match_and_means() -> None:
@@ -43,7 +33,5 @@ def test_best_match_and_means() -> None:
     labels[square(10, 10, 20)] = 1
     labels[square(50, 50, 30)] = 2
     assert best_match(square(45, 45, 30), labels) == 2 and best_match(square(80, 0, 5), labels) is None
-    from unipixel_ros.replay.evaluation import Score
-
     assert mean_scores([Score(1.0, 0.5), Score(0.0, 0.5)]) == {"frames": 2, "J": 0.5, "F": 0.5, "J&F": 0.5}
     assert mean_scores([]) == {"frames": 0}

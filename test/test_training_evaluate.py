@@ -68,3 +68,10 @@ def test_held_out_requests_are_reproducible_and_of_their_category():
     assert set(CATEGORIES) >= {"click", "click_box", "point", "box"}
     with pytest.raises(EvaluationError, match="unknown category"):
         held_out_requests("nonsense", 1)
+
+
+def test_boundary_f_counts_the_image_border_as_outside_and_two_empty_masks_as_agreeing():
+    full = np.ones((100, 100), bool)
+    inset = _rect(100, 100, 1, 99, 1, 99)        # its boundary lies 1 px inside the image border
+    assert boundary_f(full, inset) == 1.0          # the full mask's boundary is the image border
+    assert boundary_f(np.zeros((5, 5), bool), np.zeros((5, 5), bool)) == 1.0

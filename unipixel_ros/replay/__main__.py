@@ -1,7 +1,8 @@
 """``python -m unipixel_ros.replay`` / ``unipixel_replay``: replay a recording through the node's code.
 
     unipixel_replay IN_BAG OUT_BAG --camera front=/front/image_raw \\
-        [--camera-info front=/front/camera_info] [--params config/unipixel.yaml] \\
+        [--camera-info front=/front/camera_info] [--depth front=/front/depth/image_raw] \\
+        [--depth-info front=/front/depth/camera_info] [--params config/unipixel.yaml] \\
         [--requests requests.yaml] [-p model.device=cpu] [--start S] [--end S] [--storage mcap]
 
 Exit status 0 on success; 2 with a message naming the problem (a missing topic, a wrong
@@ -25,7 +26,7 @@ from typing import Any  # noqa: E402
 import yaml  # noqa: E402
 
 from unipixel_ros.frames import NS_PER_S  # noqa: E402
-from unipixel_ros.replay.config import NODE_NAME, camera_overrides, read_config  # noqa: E402
+from unipixel_ros.replay.config import NODE_NAME, CameraTopics, read_config  # noqa: E402
 from unipixel_ros.replay.errors import ReplayError  # noqa: E402
 from unipixel_ros.replay.reading import CAMERA_INFO, IMAGE, TRANSPORTS, Recording  # noqa: E402
 from unipixel_ros.replay.script import Script, load_script  # noqa: E402
@@ -56,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a camera and its recorded sensor_msgs/Image or CompressedImage topic (repeatable)")
     p.add_argument("--camera-info", action="append", default=[], metavar="NAME=TOPIC",
                    help="a camera's recorded sensor_msgs/CameraInfo topic (optional, repeatable)")
+    p.add_argument("--depth", action="append", default=[], metavar="NAME=TOPIC",
+                   help="a camera's recorded depth sensor_msgs/Image, registered to its colour image (16UC1 mm or "
+                   "32FC1 m): objects get their 3-D, markers and points (optional, repeatable)")
+    p.add_argument("--depth-info", action="append", default=[], metavar="NAME=TOPIC",
+                   help="the CameraInfo of a camera's depth image, where its size differs from the colour one's "
+                   "(optional, repeatable)")
     p.add_argument("--params", type=Path, default=None, help="the node's parameter file (config/unipixel.yaml "
                    "format: windows, query, memory, tracking, clicks, model); default: the node's defaults")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
@@ -85,17 +92,25 @@ def _window(recording: Recording, start: float | None, end: float | None) -> tup
 def _cameras(args: argparse.Namespace, recording: Recording) -> dict[str, Any]:
     from unipixel_ros.replay.running import CameraInput  # noqa: PLC0415
 
-    images, infos = _pairs(args.camera, "--camera"), _pairs(args.camera_info, "--camera-info")
-    for name in infos:
-        if name not in images:
-            raise ReplayError(f"--camera-info {name}: no --camera {name}=TOPIC is given")
+    images = _pairs(args.camera, "--camera")
+    extra = {flag: _pairs(values, flag) for flag, values in (("--camera-info", args.camera_info),
+                                                             ("--depth", args.depth), ("--depth-info", args.depth_info))}
+    for flag, given in extra.items():
+        for name in given:
+            if name not in images:
+                raise ReplayError(f"{flag} {name}: no --camera {name}=TOPIC is given")
+    for name in extra["--depth-info"]:
+        if name not in extra["--depth"]:
+            raise ReplayError(f"--depth-info {name}: no --depth {name}=TOPIC is given")
     cameras = {}
     for name, topic in images.items():
         msgtype = recording.require(topic, TRANSPORTS, f"--camera {name}")
-        info = infos.get(name, "")
-        if info:
-            recording.require(info, (CAMERA_INFO,), f"--camera-info {name}")
-        cameras[name] = CameraInput(name, topic, msgtype, info)
+        topics = {flag: given.get(name, "") for flag, given in extra.items()}
+        for flag, allowed in (("--camera-info", CAMERA_INFO), ("--depth", IMAGE), ("--depth-info", CAMERA_INFO)):
+            if topics[flag]:
+                recording.require(topics[flag], (allowed,), f"{flag} {name}")
+        cameras[name] = CameraInput(name, topic, msgtype, topics["--camera-info"], topics["--depth"],
+                                    topics["--depth-info"])
     return cameras
 
 
@@ -141,7 +156,8 @@ def run(args: argparse.Namespace, loader: Any = None) -> dict[str, Any]:
         if script.ground_truth_topic:
             recording.require(script.ground_truth_topic, (IMAGE,), "ground_truth_topic of the request script")
         requests = _requests(script, recording, cameras, lo, hi)
-        config = read_config(args.params, {n: (c.topic, TRANSPORTS[c.msgtype], c.info_topic)
+        config = read_config(args.params, {n: CameraTopics(c.topic, TRANSPORTS[c.msgtype], c.info_topic,
+                                                           c.depth_topic, c.depth_info_topic)
                                            for n, c in cameras.items()},
                              args.node_name, args.namespace, overrides)
         out = OutputBag(args.output, args.storage)
@@ -160,10 +176,10 @@ def run(args: argparse.Namespace, loader: Any = None) -> dict[str, Any]:
             raise
     meta = {"input": str(args.input), "output": str(path), "storage": args.storage,
             "params": str(args.params) if args.params else None, "model": config.perception.model.model_id,
-            "cameras": {n: {"topic": c.topic, "type": c.msgtype, "camera_info": c.info_topic}
-                        for n, c in cameras.items()},
+            "cameras": {n: {"topic": c.topic, "type": c.msgtype, "camera_info": c.info_topic,
+                            "depth": c.depth_topic, "depth_info": c.depth_info_topic} for n, c in cameras.items()},
             "bag_start_ns": bag_start, "replayed_ns": [lo, hi], "frames": replay.frames,
-            "camera_counters": replay.camera_counters(),
+            "camera_counters": replay.camera_counters(), "depth": replay.depth_summary(),
             "messages_written": out.counts, "model_load_s": load_s, "replay_s": seconds,
             "frames_per_s": replay.frames / seconds if seconds > 0 else None, "tracking_s": replay.track_seconds}
     summary = build_summary(meta, replay.results, replay.tracked_summary(), bag_start)

@@ -68,18 +68,31 @@ class ReplayConfig:
     parameters: ParameterFile            # resolves the node's topic names
 
 
-def camera_overrides(cameras: dict[str, tuple[str, str, str]]) -> dict[str, Any]:
-    """camera -> (image topic as recorded, transport, camera_info topic or "") as node parameters."""
+@dataclass(frozen=True)
+class CameraTopics:
+    """A replayed camera's recorded topics ("" = not recorded / not replayed)."""
+
+    image: str
+    transport: str                  # "raw" or "compressed"
+    info: str = ""
+    depth: str = ""
+    depth_info: str = ""
+
+
+def camera_overrides(cameras: dict[str, CameraTopics]) -> dict[str, Any]:
+    """Each camera's recorded topics as the node's ``cameras.<name>.*`` parameters."""
     out: dict[str, Any] = {"cameras": list(cameras)}
-    for name, (topic, transport, info) in cameras.items():
-        base = topic.removesuffix("/compressed") if transport == "compressed" else topic
+    for name, t in cameras.items():
+        base = t.image.removesuffix("/compressed") if t.transport == "compressed" else t.image
         out[camera_param(name, "image_topic")] = base
-        out[camera_param(name, "transport")] = transport
-        out[camera_param(name, "camera_info_topic")] = info
+        out[camera_param(name, "transport")] = t.transport
+        out[camera_param(name, "camera_info_topic")] = t.info
+        out[camera_param(name, "depth_topic")] = t.depth
+        out[camera_param(name, "depth_camera_info_topic")] = t.depth_info
     return out
 
 
-def read_config(path: Path | None, cameras: dict[str, tuple[str, str, str]], node_name: str = NODE_NAME,
+def read_config(path: Path | None, cameras: dict[str, CameraTopics], node_name: str = NODE_NAME,
                 namespace: str = "/", overrides: dict[str, Any] | None = None) -> ReplayConfig:
     """Validate the parameter file with ``overrides`` (``-p``) and the replay's cameras; ReplayError
     names each bad parameter."""

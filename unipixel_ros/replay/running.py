@@ -5,6 +5,8 @@ What runs is the node's own code, driven as the node drives it but synchronously
 * every camera message goes to the camera's :class:`~unipixel_ros.ros.ingest.CameraFeed`
   (stamp checks, conversion, :class:`~unipixel_ros.frames.FrameWindow`), whose arrival clock
   is the message's recorded log time, so stamp leaps are judged as they were when recorded;
+  depth images and their CameraInfo too (``--depth``), through the feed's ``on_depth`` and
+  ``on_depth_info``;
 * a request runs when every message logged before its time has been taken in: a query
   through :class:`~unipixel_ros.ros.query_server.QueryAnswerer` (frame selection, prompt to
   frame matching, the pipeline, the response's messages), a click through
@@ -12,7 +14,12 @@ What runs is the node's own code, driven as the node drives it but synchronously
   ``query.max_frame_age_s`` compares against the log time;
 * after each new frame the kept objects are tracked onto it
   (:class:`~unipixel_ros.ros.tracking.TrackingCore`): on every frame, where the live node
-  steps at ``tracking.rate_hz`` (0 still turns tracking off);
+  steps at ``tracking.rate_hz`` (0 still turns tracking off), once every message logged at
+  the same time as the frame (its depth, CameraInfo) has been taken in;
+* on cameras with depth, the node's :class:`~unipixel_ros.ros.objects3d_output.Locator`
+  gives query answers and tracked objects their ``Object3D`` and the markers and point
+  cloud are written as well; a replay has no tf2, so 3-D stays in each camera's optical
+  frame (``depth.target_frame`` is not applied; the summary says so);
 * whatever the node would publish for a frame is written to the output bag at the log
   time of the message that caused it, with the node's stamps and frame_ids.
 """
@@ -45,6 +52,7 @@ from unipixel_ros.ros.conversions import ConverterUnavailable, UnsupportedEncodi
 from unipixel_ros.ros.ingest import CameraFeed, stamp_ns
 from unipixel_ros.ros.messages import mask_from_msg, time_msg
 from unipixel_ros.ros.model_host import BusyError, ModelHost, ModelUnavailableError, PipelineLoader, load_pipeline
+from unipixel_ros.ros.objects3d_output import Locator, Outputs3D, markers_topic, points_topic
 from unipixel_ros.ros.query_server import QueryAnswerer
 from unipixel_ros.ros.tracking import TRACKED_OBJECTS_TOPIC, FrameOutputs, TrackingCore, label_image_topic, overlay_topic
 from unipixel_ros.srv import Query
@@ -53,7 +61,6 @@ LOG = logging.getLogger("unipixel_ros.replay")
 _MSG_CLASSES = {IMAGE: Image, COMPRESSED: CompressedImage, CAMERA_INFO: CameraInfo}
 
 # What is written for each frame published for: (outputs, node topic name resolver) -> (topic, message).
-# The node's tracked outputs today; 3-D outputs (depth, points, boxes in space) add a builder here.
 OutputBuilder = Callable[[FrameOutputs, Callable[[str], str]], Iterable[tuple[str, Any]]]
 
 
@@ -66,17 +73,35 @@ def node_outputs(outputs: FrameOutputs, topic: Callable[[str], str]) -> list[tup
             (topic(overlay_topic(camera)), outputs.overlay())]
 
 
-FRAME_OUTPUTS: tuple[OutputBuilder, ...] = (node_outputs,)
+def node_outputs_3d() -> OutputBuilder:
+    """A builder of the node's markers and point cloud (cameras with depth); a new one for each
+    replay, since it remembers whose markers are shown (a gone object gets DELETE once)."""
+    shown = Outputs3D()
+
+    def build(outputs: FrameOutputs, topic: Callable[[str], str]) -> list[tuple[str, Any]]:
+        if outputs.located is None:
+            return []
+        camera, frame = outputs.camera, outputs.frame
+        markers, points = shown.messages(camera, outputs.objects_3d(), frame.stamp_ns, frame.frame_id)
+        return [(topic(markers_topic(camera)), markers), (topic(points_topic(camera)), points)]
+    return build
+
+
+# The extension point for per-frame outputs: each makes one replay's builder.
+FRAME_OUTPUTS: tuple[Callable[[], OutputBuilder], ...] = (lambda: node_outputs, node_outputs_3d)
 
 
 @dataclass(frozen=True)
 class CameraInput:
-    """One camera of the replay: its recorded image topic and type, optional CameraInfo topic."""
+    """One camera of the replay: its recorded image topic and type, optional CameraInfo, depth
+    image and depth CameraInfo topics."""
 
     name: str
     topic: str
     msgtype: str
     info_topic: str = ""
+    depth_topic: str = ""
+    depth_info_topic: str = ""
 
 
 @dataclass
@@ -94,12 +119,13 @@ class Replay:
     """One replay of a recording (build, then :meth:`run`)."""
 
     def __init__(self, config: ReplayConfig, cameras: dict[str, CameraInput], script: Script, out: OutputBag,
-                 loader: PipelineLoader = load_pipeline, builders: tuple[OutputBuilder, ...] = FRAME_OUTPUTS) -> None:
+                 loader: PipelineLoader = load_pipeline,
+                 builders: tuple[Callable[[], OutputBuilder], ...] = FRAME_OUTPUTS) -> None:
         self._config = config
         self._cameras = cameras
         self._script = script
         self._out = out
-        self._builders = builders
+        self._builders = [make() for make in builders]
         self._now_ns = 0
         node, perception = config.node, config.perception
         try:
@@ -111,16 +137,24 @@ class Replay:
         self.host = ModelHost(perception.model, perception.busy_policy, perception.max_queued, LOG, loader)
         self.store = ObjectStore(self.feeds, perception.max_objects, perception.max_frames_per_object,
                                  timelines={name: feed.window for name, feed in self.feeds.items()})
-        self.tracking = TrackingCore(self.feeds, self.store, self.host, LOG, clock=arrival)
+        self.locator = Locator(None, self.feeds, node.depth)
+        if node.depth.target_frame and self.locator.enabled:
+            LOG.warning(f"depth.target_frame '{node.depth.target_frame}' is not applied: a replay has no tf2, "
+                        "3-D stays in each camera's optical frame")
+        self.tracking = TrackingCore(self.feeds, self.store, self.host, LOG, clock=arrival, locator=self.locator)
         self.tracking.emit = self._write_outputs
         self._track = perception.tracking_rate_hz > 0
         self.answerer = QueryAnswerer(self.feeds, self.store, self.host, perception.query,
                                       on_remembered=self.tracking.publish_stored, now_ns=lambda: self._now_ns,
-                                      logger=LOG, topic_of=lambda feed: cameras[feed.name].topic)
+                                      logger=LOG, topic_of=lambda feed: cameras[feed.name].topic,
+                                      locator=self.locator)
         self.answerer.active = True
         self._corners = BoxCorners(perception.clicks.box_timeout_s) if perception.clicks.mode == "box" else None
         self._by_topic = {c.topic: c for c in cameras.values()}
         self._info_topics = {c.info_topic: c for c in cameras.values() if c.info_topic}
+        self._depth_topics = {c.depth_topic: c for c in cameras.values() if c.depth_topic}
+        self._depth_info_topics = {c.depth_info_topic: c for c in cameras.values() if c.depth_info_topic}
+        self._due: list[str] = []                                # cameras with a frame to track onto
         self._truth_topic = script.ground_truth_topic
         self._truth: dict[int, np.ndarray] = {}                  # stamp -> label image
         self._pending: dict[int, list[tuple[_Tracked, np.ndarray]]] = {}   # stamp -> masks awaiting truth
@@ -143,17 +177,21 @@ class Replay:
     def topics(self) -> list[str]:
         """The recorded topics the replay reads (and copies into the output bag)."""
         topics = [c.topic for c in self._cameras.values()] + list(self._info_topics)
-        return topics + ([self._truth_topic] if self._truth_topic else [])
+        topics += list(self._depth_topics) + list(self._depth_info_topics)
+        return list(dict.fromkeys(topics + ([self._truth_topic] if self._truth_topic else [])))
 
     def run(self, recording: Recording, requests: list[tuple[int, Request]], start_ns: int, end_ns: int,
             progress: Callable[[int], None] = lambda _: None) -> None:
         """Replay [start_ns, end_ns] with the requests (log time, request), sorted by time."""
         pending = sorted(requests, key=lambda r: (r[0], r[1].index))
         for record in recording.messages(self.topics(), start_ns, end_ns):
+            if record.log_ns > self._now_ns:       # all that was logged at the last instant is in
+                self._track_due()
             while pending and pending[0][0] < record.log_ns:
                 self._run_request(*pending.pop(0))
             self._take(record)
             progress(record.log_ns)
+        self._track_due()
         for at_ns, request in pending:
             self._run_request(at_ns, request)
         self._pending.clear()                      # masks of frames without ground truth: not scored
@@ -168,21 +206,28 @@ class Replay:
                 raise ReplayError(f"--camera {camera.name}: {record.topic}: "
                                   f"{self.feeds[camera.name].counters().last_drop.partition(': ')[2]}")
             self.frames += 1
-            if self._track:                        # a step without a new frame does nothing
-                began = time.perf_counter()
-                try:
-                    self.tracking.step(camera.name)
-                except Exception as exc:
-                    raise ReplayError(f"tracking on camera '{camera.name}' failed at bag time "
-                                      f"{record.log_ns} ns: {type(exc).__name__}: {exc}") from exc
-                self.track_seconds += time.perf_counter() - began
-            return
-        info = self._info_topics.get(record.topic)
-        if info is not None:
-            self.feeds[info.name].on_camera_info(deserialize_message(record.data, CameraInfo))
-            return
+            if self._track and camera.name not in self._due:   # a step without a new frame does nothing
+                self._due.append(camera.name)
+        for topics, take in ((self._info_topics, lambda feed, msg: feed.on_camera_info(msg)),
+                             (self._depth_info_topics, lambda feed, msg: feed.on_depth_info(msg))):
+            if record.topic in topics:
+                take(self.feeds[topics[record.topic].name], deserialize_message(record.data, CameraInfo))
+        if record.topic in self._depth_topics:
+            self.feeds[self._depth_topics[record.topic].name].on_depth(deserialize_message(record.data, Image))
         if record.topic == self._truth_topic:
             self._take_truth(deserialize_message(record.data, Image))
+
+    def _track_due(self) -> None:
+        """Track the kept objects onto the cameras' new frames (their depth logged with them is in)."""
+        due, self._due = self._due, []
+        for camera in due:
+            began = time.perf_counter()
+            try:
+                self.tracking.step(camera)
+            except Exception as exc:
+                raise ReplayError(f"tracking on camera '{camera}' failed at bag time "
+                                  f"{self._now_ns} ns: {type(exc).__name__}: {exc}") from exc
+            self.track_seconds += time.perf_counter() - began
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -203,6 +248,7 @@ class Replay:
     # -- requests --------------------------------------------------------------------------
 
     def _run_request(self, at_ns: int, request: Request) -> None:
+        self._track_due()
         self._now_ns = max(self._now_ns, at_ns)
         began = time.perf_counter()
         entry: dict[str, Any] = {"index": request.index, "kind": request.kind, "camera": request.camera,
@@ -293,6 +339,17 @@ class Replay:
             c = feed.counters()
             out[name] = {"received": c.received, "stored": c.stored, "decimated": c.decimated,
                          "held_stamp_jump": c.held_stamp_jump, "dropped": dict(c.dropped)}
+        return out
+
+    def depth_summary(self) -> dict[str, dict[str, str]]:
+        """Per camera with depth: the node's ``camera <name> depth`` status (images received,
+        stored and dropped, frames without 3-D by reason), and where the 3-D is expressed."""
+        out = {}
+        for name, feed in self.feeds.items():
+            if feed.config.depth_topic:
+                status = feed.depth_status(self._config.parameters.node_name, True)
+                out[name] = {"message": status.message, **{kv.key: kv.value for kv in status.values},
+                             "frame": "each camera's optical frame (a replay has no tf2)"}
         return out
 
     def tracked_summary(self) -> dict[int, dict[str, Any]]:

@@ -39,6 +39,7 @@ from unipixel_ros.prompts import BoxPrompt, PointPrompt, PromptError, validate_r
 from unipixel_ros.ros.ingest import CameraFeed
 from unipixel_ros.ros.model_host import BusyError, ModelHost, ModelUnavailableError
 from unipixel_ros.ros.tracking import Tracker, overlay_topic
+from unipixel_ros.ros.tf import listen_to_tf, stop_listening
 
 CLICK_MODES: tuple[str, ...] = ("point", "box")
 MOUSE_SUFFIX = "_mouse_left"
@@ -135,16 +136,6 @@ class BoxCorners:
         return min(first[0], x), min(first[1], y), max(first[0], x), max(first[1], y)
 
 
-def _make_tf(node: Node) -> tuple[Any, Any, str]:
-    """(buffer, listener, note): tf2 when importable, else (None, None, why not)."""
-    try:
-        import tf2_ros  # noqa: PLC0415 - optional: present on a full ROS 2 install
-    except ImportError as exc:
-        return None, None, f"tf2_ros is not available ({exc})"
-    buffer = tf2_ros.Buffer()
-    return buffer, tf2_ros.TransformListener(buffer, node), "tf2_ros"
-
-
 class ClickHandler:
     """Node component: click subscriptions, projection, segmentation and storage."""
 
@@ -178,14 +169,13 @@ class ClickHandler:
             self._subscriptions.append(self._node.create_subscription(
                 PointStamped, self._settings.clicked_point_topic, self.on_clicked_point, self._qos,
                 callback_group=group))
-            self._tf_buffer, self._tf_listener, self._tf_note = _make_tf(self._node)
+            self._tf_buffer, self._tf_listener, self._tf_note = listen_to_tf(self._node)
 
     def deactivate(self) -> None:
         for sub in self._subscriptions:
             self._node.destroy_subscription(sub)
         self._subscriptions.clear()
-        if self._tf_listener is not None and hasattr(self._tf_listener, "unregister"):
-            self._tf_listener.unregister()
+        stop_listening(self._tf_listener)
         self._tf_buffer = self._tf_listener = None
 
     def cleanup(self) -> None:

@@ -4,7 +4,8 @@
 (depth paired by :meth:`CameraFeed.registered_depth`, geometry by
 :mod:`unipixel_ros.objects3d`) and moves them into ``depth.target_frame`` through tf2 when
 that is set, ``tf2_ros`` is importable and the transform is known; otherwise they stay in
-the camera's optical frame and the ``3-D`` status says why.
+the camera's optical frame and the ``3-D`` status says why. Without a node (an offline
+replay) it has no tf2 and locates in the optical frame.
 
 The tracker publishes, per camera and stamped with the source frame:
 
@@ -14,6 +15,8 @@ The tracker publishes, per camera and stamped with the source frame:
   3-D on the frame, gets DELETE markers once;
 * ``~/<camera>/object_points`` (``sensor_msgs/PointCloud2``): every object's points,
   fields x, y, z (float32, metres) and object_id (uint32), little-endian, unordered.
+
+:class:`Outputs3D` builds both messages of a frame, for the node's tracker and the replay alike.
 """
 from __future__ import annotations
 
@@ -22,7 +25,6 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -38,6 +40,7 @@ from unipixel_ros.msg import Object3D as Object3DMsg
 from unipixel_ros.objects3d import DepthError, DepthSettings, Object3D, locate, quaternion_matrix, transformed
 from unipixel_ros.ros.ingest import CameraFeed
 from unipixel_ros.ros.messages import header
+from unipixel_ros.ros.tf import listen_to_tf, stop_listening
 
 MARKER_NAMESPACES: tuple[str, ...] = ("box", "centroid", "label")
 POINT_FIELDS = [PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
@@ -64,20 +67,12 @@ class Located:
     frame_id: str
 
 
-def _make_tf(node: Node) -> tuple[Any, Any, str]:
-    """(buffer, listener, note): tf2 when importable, else (None, None, why not)."""
-    try:
-        import tf2_ros  # noqa: PLC0415 - optional: present on a full ROS 2 install
-    except ImportError as exc:
-        return None, None, f"tf2_ros is not available ({exc})"
-    buffer = tf2_ros.Buffer()
-    return buffer, tf2_ros.TransformListener(buffer, node), "tf2_ros"
-
-
 class Locator:
     """Masks on a camera frame -> objects in 3-D, in the target frame where it can."""
 
-    def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], settings: DepthSettings) -> None:
+    def __init__(self, node: Node | None, feeds: Mapping[str, CameraFeed], settings: DepthSettings) -> None:
+        """``node``: the node whose tf2 listener moves results into ``depth.target_frame`` once
+        active; None offline (no tf2, results in each camera's optical frame)."""
         self._node = node
         self._feeds = feeds
         self.settings = settings
@@ -94,15 +89,14 @@ class Locator:
         return any(f.config.depth_topic for f in self._feeds.values())
 
     def activate(self) -> None:
-        if self.settings.target_frame and self.enabled:
-            self._tf_buffer, self._tf_listener, note = _make_tf(self._node)
+        if self.settings.target_frame and self.enabled and self._node is not None:
+            self._tf_buffer, self._tf_listener, note = listen_to_tf(self._node)
             self._tf_note = (f"to '{self.settings.target_frame}' through tf2" if self._tf_buffer is not None else
                              f"depth.target_frame '{self.settings.target_frame}' is set but {note}; results "
                              "stay in each camera's optical frame")
 
     def deactivate(self) -> None:
-        if self._tf_listener is not None and hasattr(self._tf_listener, "unregister"):
-            self._tf_listener.unregister()
+        stop_listening(self._tf_listener)
         self._tf_buffer = self._tf_listener = None
 
     def cleanup(self) -> None:
@@ -227,6 +221,25 @@ def markers_msg(objects: Sequence[tuple[int, str, Located]], stamp_ns: int, fram
         out.markers.extend(Marker(header=header(stamp_ns, frame_id), ns=ns, id=object_id, action=Marker.DELETE)
                            for ns in MARKER_NAMESPACES)
     return out
+
+
+class Outputs3D:
+    """Markers and point cloud of each frame published for; remembers, per camera, which objects'
+    markers are shown, so that one removed, reset, lost or without 3-D gets DELETE markers once."""
+
+    def __init__(self) -> None:
+        self._shown: dict[str, set[int]] = {}
+
+    def messages(self, camera: str, objects: Sequence[tuple[int, str, Located]], stamp_ns: int,
+                 frame_id: str) -> tuple[MarkerArray, PointCloud2]:
+        """(markers, points) of ``objects`` (id, label, 3-D) on the frame stamped ``stamp_ns``;
+        ``frame_id`` is the frame's, used when no object says where it is."""
+        shown = {object_id for object_id, _, where in objects if where.obj is not None}
+        gone = self._shown.get(camera, set()) - shown
+        self._shown[camera] = shown
+        frame_id = objects[0][2].frame_id if objects else frame_id
+        return (markers_msg(objects, stamp_ns, frame_id, gone),
+                points_msg([(i, w) for i, _, w in objects], stamp_ns, frame_id))
 
 
 def points_msg(objects: Sequence[tuple[int, Located]], stamp_ns: int, frame_id: str) -> PointCloud2:

@@ -49,8 +49,7 @@ from unipixel_ros.object_store import ObjectStore, StoredObject
 from unipixel_ros.rendering import MAX_LABEL_ID, OverlayObject, label_image, overlay
 from unipixel_ros.ros.ingest import CameraFeed
 from unipixel_ros.ros.messages import header, image_msg, object_masks_msg
-from unipixel_ros.ros.objects3d_output import (Located, Locator, markers_msg, markers_topic, object3d_msg,
-                                               points_msg, points_topic)
+from unipixel_ros.ros.objects3d_output import Located, Locator, Outputs3D, markers_topic, object3d_msg, points_topic
 from unipixel_ros.ros.model_host import ModelHost
 from unipixel_ros.tracking_schedule import StepOutcome, StepScheduler
 
@@ -230,7 +229,7 @@ class Tracker:
         self._overlay_pubs: dict[str, Publisher] = {}
         self._markers_pubs: dict[str, Publisher] = {}
         self._points_pubs: dict[str, Publisher] = {}
-        self._marked: dict[str, set[int]] = {}      # object ids whose markers are shown, per camera
+        self._outputs_3d = Outputs3D()
         self._scheduler: StepScheduler | None = None
         self._timer: Timer | None = None
 
@@ -242,7 +241,6 @@ class Tracker:
             if self._locator is not None and self._cameras[name].feed.config.depth_topic:
                 self._markers_pubs[name] = self._node.create_publisher(MarkerArray, markers_topic(name), self._qos)
                 self._points_pubs[name] = self._node.create_publisher(PointCloud2, points_topic(name), self._qos)
-                self._marked[name] = set()
         with self.core.lock:
             self.core.emit = self._publish_outputs
         if self._rate_hz > 0:
@@ -318,15 +316,10 @@ class Tracker:
     def _publish_3d(self, outputs: FrameOutputs) -> None:
         """Markers (DELETE, once, for objects shown before that have no 3-D now: removed, reset,
         lost or without depth) and the objects' point cloud, with the frame's stamp."""
-        objects = outputs.objects_3d()
-        frame = outputs.frame
-        shown = {object_id for object_id, _, where in objects if where.obj is not None}
-        gone = self._marked[outputs.camera] - shown
-        frame_id = objects[0][2].frame_id if objects else frame.frame_id
-        self._markers_pubs[outputs.camera].publish(markers_msg(objects, frame.stamp_ns, frame_id, gone))
-        self._marked[outputs.camera] = shown
-        self._points_pubs[outputs.camera].publish(points_msg([(i, w) for i, _, w in objects], frame.stamp_ns,
-                                                             frame_id))
+        markers, points = self._outputs_3d.messages(outputs.camera, outputs.objects_3d(), outputs.frame.stamp_ns,
+                                                    outputs.frame.frame_id)
+        self._markers_pubs[outputs.camera].publish(markers)
+        self._points_pubs[outputs.camera].publish(points)
 
     def diagnostics(self) -> list[DiagnosticStatus]:
         statuses = []
