@@ -52,7 +52,9 @@ def test_a_recording_of_either_format_replays_into_a_bag_of_the_node_outputs(tmp
                                                                                storage_out) -> None:
     out, summary = _replay(tmp_path, storage_in, storage_out)
     source, written = read_bag(tmp_path / f"in_{storage_in}"), read_bag(out)
-    assert any(out.glob("*.mcap" if storage_out == "mcap" else "*.db3"))
+    # rosbag2 names the storage file after the bag's folder: the bag is the one asked for, not a renamed temporary
+    assert [p.name for p in out.glob("*.mcap" if storage_out == "mcap" else "*.db3")] == \
+        [f"{out.name}.{'mcap' if storage_out == 'mcap' else 'db3'}"]
     assert not Path(f"{out}.partial").exists()
     for topic in ("/camera/image_raw", "/camera/camera_info", "/camera/ground_truth"):
         assert written[topic] == source[topic]            # copied as recorded: types, log times, bytes

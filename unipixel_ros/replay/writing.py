@@ -26,7 +26,11 @@ def ros_type_name(msg: Any) -> str:
 
 
 class OutputBag:
-    """A rosbag2 being written at ``<path>.partial``, renamed to ``path`` by :meth:`finish`."""
+    """A rosbag2 being written inside ``<path>.partial/``, moved to ``path`` by :meth:`finish`.
+
+    The bag is written under its final folder name (rosbag2 names its storage file and its
+    metadata after that folder), in a temporary parent folder beside it.
+    """
 
     def __init__(self, path: Path, storage: str = "mcap") -> None:
         if storage not in STORAGES:
@@ -37,7 +41,8 @@ class OutputBag:
         self.partial = self.path.with_name(self.path.name + ".partial")
         if self.partial.exists():
             shutil.rmtree(self.partial)   # a partial bag left by a replay killed outright
-        self._writer = Writer(self.partial, version=9, storage_plugin=STORAGES[storage])
+        self.partial.mkdir(parents=True)
+        self._writer = Writer(self.partial / self.path.name, version=9, storage_plugin=STORAGES[storage])
         self._writer.open()
         self._connections: dict[str, Connection] = {}
         self.counts: dict[str, int] = {}
@@ -63,7 +68,8 @@ class OutputBag:
     def finish(self) -> Path:
         """Close the bag and move it to its name."""
         self._writer.close()
-        os.replace(self.partial, self.path)
+        os.replace(self.partial / self.path.name, self.path)
+        self.partial.rmdir()
         return self.path
 
     def abort(self) -> Path:
