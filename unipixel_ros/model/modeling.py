@@ -20,17 +20,22 @@ from typing import Callable, Iterator, Sequence
 import torch
 from sam2.modeling.sam.prompt_encoder import PromptEncoder
 from torch import nn
-from transformers import AutoModel, AutoModelForImageTextToText, DynamicCache, Qwen2_5_VLForConditionalGeneration
+from transformers import AutoModel, AutoModelForImageTextToText, Cache, DynamicCache, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRMSNorm
 
 from unipixel_ros.geometry import GeometryError, temporal_coordinate
 from unipixel_ros.model.config import PixelQwen2_5_VLConfig, resolve_sam2_config
 from unipixel_ros.model.inputs import ModelInputError, ReferenceInput, UniPixelInputs
 from unipixel_ros.model.rope import mrope_position_ids
+from unipixel_ros.model.static_decode import StaticDecoder
 from unipixel_ros.regions import pool_region_features
 
 # Label of the "not a point" entry SAM's prompt encoder appends to point prompts.
 _PADDING_LABEL = -1
+# KV cache and decode step of generate_greedy: eager is the reference (see its docstring).
+DECODE_MODES = ("eager", "static", "compiled")
+# Guards the lazy creation of a model's static decoders.
+_DECODER_LOCK = threading.Lock()
 
 
 def fourier_features(coords: torch.Tensor, gaussian_matrix: torch.Tensor) -> torch.Tensor:
@@ -245,13 +250,13 @@ class PixelQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration
         return tokens.view(hidden.shape[0], self.config.sam2_hidden_tokens, self.sam2.hidden_dim)
 
     def _decoder_step(self, embeds: torch.Tensor, positions: torch.Tensor,
-                      cache: DynamicCache) -> tuple[torch.Tensor, torch.Tensor]:
+                      cache: Cache) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the language model on new embeddings; returns pre-norm hidden states (L, hidden)
         and the next-token logits of the last position."""
         language_model = self.model.language_model
         with _captured_inputs(language_model.norm) as pre_norm:
             out = language_model(inputs_embeds=embeds, position_ids=positions.to(embeds.device),
-                                 past_key_values=cache, use_cache=True)
+                                 cache=cache, use_cache=True)
         logits = self.lm_head(out.last_hidden_state[:, -1])
         return pre_norm[-1][0], logits[0]
 
@@ -265,27 +270,67 @@ class PixelQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration
         """Indices of the positions whose next token is ``<|seg|>``."""
         return torch.nonzero(input_ids[0, 1:] == self.config.seg_token_id).flatten()
 
-    def _prefill(self, inputs: UniPixelInputs) -> tuple[torch.Tensor, torch.Tensor, DynamicCache, int]:
+    def _prefill(self, inputs: UniPixelInputs,
+                 cache: Cache | None = None) -> tuple[torch.Tensor, torch.Tensor, Cache, int]:
         embeds = self.embed_inputs(inputs)
         positions, offset = self.position_ids(inputs)
-        cache = DynamicCache(config=self.config.text_config)
+        if cache is None:
+            cache = DynamicCache(config=self.config.text_config)
         hidden, logits = self._decoder_step(embeds, positions, cache)
         return hidden, logits, cache, offset
+
+    def static_decoder(self, compiled: bool) -> StaticDecoder:
+        """The static-cache decoder (compiled or not) of this model, made on first use and kept:
+        its cache and compiled graph serve every later request."""
+        with _DECODER_LOCK:
+            decoders = self.__dict__.setdefault("_static_decoders", {})
+            if compiled not in decoders:
+                decoders[compiled] = StaticDecoder(self, compile_step=compiled)
+            return decoders[compiled]
 
     @torch.inference_mode()
     def generate_greedy(self, inputs: UniPixelInputs, max_new_tokens: int = 512,
                         eos_token_ids: Sequence[int] | None = None,
-                        on_token: Callable[[int], bool | None] | None = None) -> GreedyOutput:
-        """Greedy decoding with a fresh cache; ``on_token`` sees each new token and stops
-        decoding by returning False."""
+                        on_token: Callable[[int], bool | None] | None = None,
+                        decode: str | StaticDecoder = "eager") -> GreedyOutput:
+        """Greedy decoding; ``on_token`` sees each new token and stops decoding by returning False.
+
+        ``decode`` picks the KV cache and step: ``eager`` (a fresh ``DynamicCache``, the
+        reference), ``static`` (a preallocated cache and fixed-shape steps) or
+        ``compiled`` (the static step compiled by torch.compile), or a given
+        :class:`StaticDecoder`. All give the same tokens and ``<SEG>`` hidden states up
+        to floating-point rounding.
+        """
         if max_new_tokens < 1:
             raise ModelInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not isinstance(decode, StaticDecoder) and decode not in DECODE_MODES:
+            raise ModelInputError(f"decode must be one of {', '.join(DECODE_MODES)}, got {decode!r}")
         stop_ids = set(self._eos_ids() if eos_token_ids is None else eos_token_ids)
-        hidden, logits, cache, offset = self._prefill(inputs)
+        if decode == "eager":
+            hidden, logits, cache, offset = self._prefill(inputs)
+            return self._greedy_loop(inputs, hidden, logits, offset, max_new_tokens, stop_ids, on_token,
+                                     lambda embeds, positions: self._decoder_step(embeds, positions, cache))
+        decoder = decode if isinstance(decode, StaticDecoder) else self.static_decoder(decode == "compiled")
+        with decoder.lock:
+            cache = decoder.start(inputs.input_ids.shape[1] + max_new_tokens)
+            hidden, logits, _, offset = self._prefill(inputs, cache)
+            return self._greedy_loop(inputs, hidden, logits, offset, max_new_tokens, stop_ids, on_token,
+                                     decoder.step)
+
+    def _greedy_loop(self, inputs: UniPixelInputs, hidden: torch.Tensor, logits: torch.Tensor, offset: int,
+                     max_new_tokens: int, stop_ids: set[int], on_token: Callable[[int], bool | None] | None,
+                     step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+                     ) -> GreedyOutput:
+        """Greedy continuation of a prefilled prompt; ``step`` runs one token through the cache.
+
+        Every generated token sits at the same position on the three M-RoPE axes: its
+        index in the sequence plus the prompt's ``offset``.
+        """
         seg_hidden = [hidden[self._seg_predictor_positions(inputs.input_ids).to(hidden.device)]]
         prompt_seg_count = seg_hidden[0].shape[0]
         prompt_len = inputs.input_ids.shape[1]
         embed = self.get_input_embeddings()
+        device = embed.weight.device
         token_ids: list[int] = []
         finished = False
         while True:
@@ -299,9 +344,9 @@ class PixelQwen2_5_VLForConditionalGeneration(Qwen2_5_VLForConditionalGeneration
             if (on_token is not None and on_token(next_id) is False) or len(token_ids) >= max_new_tokens:
                 break
             position = prompt_len + len(token_ids) - 1 + offset
-            positions = torch.full((3, 1, 1), position, dtype=torch.long)
-            token = torch.tensor([[next_id]], device=embed.weight.device)
-            hidden, logits = self._decoder_step(embed(token), positions, cache)
+            positions = torch.full((3, 1, 1), position, dtype=torch.long, device=device)
+            token = torch.tensor([[next_id]], device=device)
+            hidden, logits = step(embed(token), positions)
         return GreedyOutput(token_ids=token_ids, seg_tokens=self.seg_tokens(torch.cat(seg_hidden)),
                             prompt_seg_count=prompt_seg_count, finished=finished)
 
