@@ -132,3 +132,12 @@ def test_inductor_compiled_decode_equals_eager(tiny):
     compiled = model.generate_greedy(inputs, max_new_tokens=NEW_TOKENS, eos_token_ids=[], decode=decoder)
     assert decoder.compile_error is None and decoder.compile_step
     assert_same_answer(compiled, eager, model.config.seg_token_id)
+
+
+@pytest.mark.parametrize("compile_decode, decode", [(False, "eager"), (True, "compiled")])
+def test_model_compile_setting_picks_the_pipelines_decode(compile_decode, decode):
+    from unipixel_ros.ros.model_host import ModelSettings, load_pipeline
+
+    settings = ModelSettings(model_id="tiny", device="cpu", dtype="auto", decoder_backend="torch",
+                             compile=compile_decode)
+    assert load_pipeline(settings, log=lambda message: None).decode == decode

@@ -142,8 +142,10 @@ class UniPixelPipeline:
     """The ROS-free API the node calls (see :class:`unipixel_ros.results.QueryPipeline`)."""
 
     def __init__(self, model, processor, engine: Sam2Engine | None = None, *,
-                 max_llm_frames: int = MAX_SAMPLED_FRAMES, max_new_tokens: int = 256) -> None:
+                 max_llm_frames: int = MAX_SAMPLED_FRAMES, max_new_tokens: int = 256,
+                 decode: str = "eager") -> None:
         self.model = model
+        self.decode = decode  # generate_greedy's decode: eager, static or compiled
         self.processor = processor
         self.engine = engine if engine is not None else Sam2Engine(model.sam2)
         self.max_llm_frames = max_llm_frames
@@ -313,7 +315,8 @@ class UniPixelPipeline:
             step("decode", len(generated), decode_response(self.processor, generated))
             return True
 
-        output = self.model.generate_greedy(inputs, max_new_tokens=self.max_new_tokens, on_token=on_token)
+        output = self.model.generate_greedy(inputs, max_new_tokens=self.max_new_tokens, on_token=on_token,
+                                            decode=self.decode)
         finished = time.perf_counter()
         prefill_end = first_token_at[0] if first_token_at else finished
         clock.timings["prefill"] = prefill_end - started
@@ -395,13 +398,15 @@ def model_source(model_id: str) -> str:
 def build_pipeline(model_id: str = SYNTHETIC_MODEL, device: str = "auto", dtype: str = "auto",
                    decoder_backend: str = "torch", decoder_dir: str | Path | None = None,
                    decoder_precision: str = "fp32", rebuild_decoder: bool = False,
-                   max_new_tokens: int = 256, log: Callable[[str], None] = LOG.warning) -> UniPixelPipeline:
+                   max_new_tokens: int = 256, compile: bool = False,
+                   log: Callable[[str], None] = LOG.warning) -> UniPixelPipeline:
     """The pipeline for a checkpoint (local folder or Hugging Face id), ``"synthetic"`` (the
     shipped model trained on synthetic scenes) or ``"tiny"`` (untrained, built in code).
 
     ``dtype`` ``auto`` is bf16 on a GPU and fp32 on the CPU. ``decoder_backend`` is
     torch, onnxruntime or tensorrt; a backend that cannot run falls back to torch with
-    the reason passed to ``log``.
+    the reason passed to ``log``. ``compile`` decodes over a static KV cache with a
+    torch.compile'd step (see ``generate_greedy``).
     """
     from unipixel_ros.decoders.factory import ArtifactPaths, create_decoder_backend
 
@@ -430,4 +435,5 @@ def build_pipeline(model_id: str = SYNTHETIC_MODEL, device: str = "auto", dtype:
     choice = create_decoder_backend(decoder_backend, model.sam2, artifacts, precision=decoder_precision,
                                     rebuild=rebuild_decoder, log=log)
     engine = Sam2Engine(model.sam2, decoder=choice.backend)
-    return UniPixelPipeline(model, processor, engine, max_new_tokens=max_new_tokens)
+    return UniPixelPipeline(model, processor, engine, max_new_tokens=max_new_tokens,
+                            decode="compiled" if compile else "eager")

@@ -56,6 +56,7 @@ class ModelSettings:
     decoder_dir: str = ""   # exported decoder folder; empty = the per-model cache folder
     decoder_precision: str = "fp32"
     rebuild_decoder: bool = False
+    compile: bool = False   # static KV cache + torch.compile'd decode step
 
 
 # (settings, log) -> pipeline; ``log`` takes one-line notes for the user (fallbacks, untrained weights).
@@ -68,7 +69,7 @@ def load_pipeline(settings: ModelSettings, log: Callable[[str], None]) -> QueryP
 
     return build_pipeline(settings.model_id, settings.device, settings.dtype, settings.decoder_backend,
                           decoder_dir=settings.decoder_dir or None, decoder_precision=settings.decoder_precision,
-                          rebuild_decoder=settings.rebuild_decoder, log=log)
+                          rebuild_decoder=settings.rebuild_decoder, compile=settings.compile, log=log)
 
 
 def _free_accelerator_memory() -> None:

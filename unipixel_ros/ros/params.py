@@ -75,6 +75,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model.rebuild_decoder", False, "Export the ONNX file / build the TensorRT engine "
               "when it is missing or was made for other weights, TensorRT or GPU (instead of "
               "falling back to torch)."),
+    ParamSpec("model.compile", False, "Decode over a static KV cache with the decode step compiled by "
+              "torch.compile (CUDA graphs on a GPU): faster tokens after a one-off compile on the first "
+              "query; false = the eager decode. Meant for GPUs; on the CPU inductor needs a C compiler."),
     ParamSpec("query.window_seconds", 4.0, "Default query window: frames stamped within this "
               "many seconds of the camera's newest frame [s]."),
     ParamSpec("query.max_frames", 16, "Default query window: at most this many (newest) frames."),
