@@ -14,7 +14,8 @@ Conventions
 * The window always holds the newest frames (by stamp) that satisfy all three
   bounds together: a new frame evicts the oldest ones until the span
   ``newest - oldest`` is at most ``duration_s``, the count at most ``max_frames``
-  and the summed image bytes at most ``max_bytes``.
+  and the summed bytes at most ``max_bytes`` (a decoded frame's image; a compressed
+  frame's payload, plus its decoded image while the window keeps one: see :class:`Frame`).
 * Stamps can jump (a bag played in a loop, a simulator reset, ``use_sim_time``
   switched, a driver restart). The window owns the camera's timeline: its
   ``epoch`` counts the restarts, and whatever is keyed on stamps (the tracker's
@@ -31,17 +32,28 @@ import bisect
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
 NS_PER_S = 1_000_000_000
+# Decoded images a window keeps of its compressed frames: the newest frame (tracking step, its
+# overlay, a click) and the one before, while a step on it may still run. More would only hold
+# memory: a query keeps its own images for as long as it runs.
+DECODED_FRAMES = 2
 
 
 class FrameError(ValueError):
     """An image or camera description that cannot be stored as a frame."""
+
+
+class FrameDecodeError(FrameError):
+    """A compressed frame whose pixels turned out not to decode when they were needed; the
+    decoder's own error is the ``__cause__``. The frame has left its window by then."""
 
 
 class WindowLimitsError(ValueError):
@@ -77,39 +89,150 @@ class CameraIntrinsics:
 
 
 @dataclass(frozen=True, eq=False)
-class Frame:
-    """One stored camera image with the stamp and frame_id it arrived with."""
+class EncodedImage:
+    """A compressed image kept as it arrived: its bytes (the message's own buffer, not copied),
+    their ``format``, the size its header gives, and the ``decoder`` that turns it into RGB.
 
-    image: np.ndarray
-    stamp_ns: int
-    frame_id: str
-    camera_info: CameraIntrinsics | None = None
+    It has a ``sensor_msgs/CompressedImage``'s ``format`` and ``data``, so the decoder is the
+    converter that decodes such messages.
+    """
+
+    data: Any                      # a buffer: bytes, or the message's array('B')
+    format: str
+    height: int
+    width: int
+    decoder: Callable[["EncodedImage"], np.ndarray] = field(repr=False)
 
     def __post_init__(self) -> None:
-        image = self.image
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-            raise FrameError(f"frame image must be a uint8 numpy array, got {type(image).__name__} "
-                             f"{getattr(image, 'dtype', '')}")
-        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-            raise FrameError(f"frame image must have shape (H, W, 3) with H, W > 0, got {image.shape}")
-        if not image.flags.c_contiguous:
-            raise FrameError("frame image must be C-contiguous (a compact copy, not a strided view)")
-        if image.flags.writeable:
-            image.flags.writeable = False
-        object.__setattr__(self, "stamp_ns", int(self.stamp_ns))
+        if self.height <= 0 or self.width <= 0:
+            raise FrameError(f"encoded image must have a size > 0, got {self.width}x{self.height}")
 
     @property
     def nbytes(self) -> int:
-        """Bytes the image occupies; what ``max_bytes`` is measured in."""
-        return int(self.image.nbytes)
+        return int(memoryview(self.data).nbytes)
+
+
+def _checked_image(image: Any) -> np.ndarray:
+    """An RGB ``uint8`` (H, W, 3) C-contiguous array, made read-only; else FrameError."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise FrameError(f"frame image must be a uint8 numpy array, got {type(image).__name__} "
+                         f"{getattr(image, 'dtype', '')}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise FrameError(f"frame image must have shape (H, W, 3) with H, W > 0, got {image.shape}")
+    if not image.flags.c_contiguous:
+        raise FrameError("frame image must be C-contiguous (a compact copy, not a strided view)")
+    if image.flags.writeable:
+        image.flags.writeable = False
+    return image
+
+
+class Frame:
+    """One stored camera image with the stamp and frame_id it arrived with.
+
+    A frame holds either decoded pixels (``Frame(image, ...)``) or a compressed image
+    (:meth:`from_encoded`) that is decoded when :attr:`image` is first read: most frames of a
+    compressed stream are never used (the tracker steps on some, a query samples a few), so
+    decoding each on arrival would cost the node most of its ingest CPU. A decoded image is
+    shared while anyone uses it (a weak reference: a query's images, a tracking step), and
+    the window keeps the decoded images of its newest :data:`DECODED_FRAMES` used frames
+    (counted in its bytes), so a query, a click, a tracking step and the overlay drawn after
+    it decode a frame once. A frame that does not decode raises :class:`FrameDecodeError` then and on every
+    later read, and leaves its window.
+    """
+
+    __slots__ = ("_image", "_encoded", "_stamp_ns", "_frame_id", "_camera_info", "_lock", "_ref", "_failure",
+                 "_window", "__weakref__")
+
+    def __init__(self, image: np.ndarray | None, stamp_ns: int, frame_id: str,
+                 camera_info: CameraIntrinsics | None = None, *, encoded: EncodedImage | None = None) -> None:
+        if (image is None) == (encoded is None):
+            raise FrameError("a frame holds either an image or an encoded image, exactly one")
+        self._image = None if image is None else _checked_image(image)
+        self._encoded = encoded
+        self._stamp_ns = int(stamp_ns)
+        self._frame_id = frame_id
+        self._camera_info = camera_info
+        self._lock = threading.Lock() if encoded is not None else None
+        self._ref: weakref.ref[np.ndarray] | None = None
+        self._failure: FrameDecodeError | None = None
+        self._window: FrameWindow | None = None
+
+    @classmethod
+    def from_encoded(cls, encoded: EncodedImage, stamp_ns: int, frame_id: str,
+                     camera_info: CameraIntrinsics | None = None) -> Frame:
+        """A frame that decodes ``encoded`` when its pixels are first needed."""
+        return cls(None, stamp_ns, frame_id, camera_info, encoded=encoded)
+
+    @property
+    def stamp_ns(self) -> int:
+        return self._stamp_ns
+
+    @property
+    def frame_id(self) -> str:
+        return self._frame_id
+
+    @property
+    def camera_info(self) -> CameraIntrinsics | None:
+        return self._camera_info
+
+    @property
+    def encoded(self) -> EncodedImage | None:
+        """The compressed image this frame decodes from, or None for a frame stored decoded."""
+        return self._encoded
+
+    @property
+    def image(self) -> np.ndarray:
+        """The RGB pixels (read-only); a compressed frame is decoded here on first use.
+
+        Raises :class:`FrameDecodeError` when a compressed frame does not decode.
+        """
+        if self._image is not None:
+            return self._image
+        image = self._decode()
+        if self._window is not None:
+            self._window._keep_decoded(self, image)
+        return image
+
+    def _decode(self) -> np.ndarray:
+        encoded = self._encoded
+        assert encoded is not None and self._lock is not None
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            image = self._ref() if self._ref is not None else None
+            if image is not None:
+                return image
+            try:
+                image = _checked_image(encoded.decoder(encoded))
+                if image.shape[:2] != (encoded.height, encoded.width):
+                    raise FrameError(f"decoded to {image.shape[1]}x{image.shape[0]}, its header says "
+                                     f"{encoded.width}x{encoded.height}")
+            except Exception as exc:  # whatever the decoder raises, the frame is unusable
+                self._failure = FrameDecodeError(f"frame {self._stamp_ns} ns ({encoded.format or 'no format'}, "
+                                                 f"{encoded.nbytes} bytes) does not decode: {exc}")
+                if self._window is not None:
+                    self._window._undecodable(self, exc)
+                raise self._failure from exc
+            self._ref = weakref.ref(image)
+            return image
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the frame holds (its image, or its compressed bytes); what ``max_bytes`` counts."""
+        return int(self._image.nbytes if self._image is not None else self._encoded.nbytes)
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        return int(self._image.shape[0] if self._image is not None else self._encoded.height)
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        return int(self._image.shape[1] if self._image is not None else self._encoded.width)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The image's shape, (H, W, 3), known without decoding."""
+        return self.height, self.width, 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,6 +313,7 @@ class WindowStats:
     stamp_outliers: int            # single frames stamped far ahead that the next frame did not follow
     limits: WindowLimits = field(repr=False)
     depth_frames: int = 0          # depth images held (their bytes are in ``bytes``)
+    decoded_frames: int = 0        # decoded images kept of compressed frames (their bytes are in ``bytes``)
 
     @property
     def span_s(self) -> float:
@@ -213,8 +337,8 @@ class FrameWindow:
 
     Adding is two steps so that a frame that will not be kept is never decoded:
     :meth:`admit` decides from the stamp alone (duplicates, decimation), then
-    :meth:`insert` stores the decoded frame. :meth:`add` does both for frames that
-    are already decoded. Readers get immutable snapshots (tuples of frozen frames
+    :meth:`insert` stores the frame (decoded, or compressed and decoded when used).
+    :meth:`add` does both. Readers get immutable snapshots (tuples of immutable frames
     with read-only images), so they never hold the lock while they work.
 
     Out-of-order stamps are inserted at their place. A stamp that jumps back further
@@ -231,11 +355,22 @@ class FrameWindow:
     the held frame is stored and the older frames leave by the duration bound (stamps
     still increase, so the epoch stays); if it continues the old stamps, the held frame
     was an outlier and is dropped (``stamp_outliers``), the window untouched by it.
+
+    Compressed frames (:meth:`Frame.from_encoded`) count their compressed bytes; the window
+    also keeps the images decoded from its newest ``decoded_frames`` frames that were used,
+    counted in its bytes while kept and the first thing let go when the bytes are over
+    ``max_bytes`` (they can be decoded again), and dropped with their frame. A frame that does not decode when
+    used leaves the window and is reported to ``on_undecodable`` (frame, decoder's error).
     """
 
-    def __init__(self, limits: WindowLimits, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limits: WindowLimits, clock: Callable[[], float] = time.monotonic,
+                 on_undecodable: Callable[[Frame, Exception], None] | None = None,
+                 decoded_frames: int = DECODED_FRAMES) -> None:
         self._limits = limits
         self._clock = clock
+        self._on_undecodable = on_undecodable
+        self._decoded_limit = decoded_frames
+        self._decoded: dict[int, tuple[Frame, np.ndarray]] = {}   # id(frame) -> its decoded image
         self._lock = threading.Lock()
         self._frames: list[Frame] = []
         self._stamps: list[int] = []
@@ -316,7 +451,7 @@ class FrameWindow:
             return self._store_locked(frame, now)
 
     def add(self, frame: Frame) -> Admission:
-        """:meth:`admit` then :meth:`insert`, for a frame that is already decoded."""
+        """:meth:`admit` then :meth:`insert`, for a frame already built."""
         verdict = self.admit(frame.stamp_ns)
         return self.insert(frame) if verdict is Admission.STORED else verdict
 
@@ -378,8 +513,50 @@ class FrameWindow:
         self._stamps.insert(pos, stamp)
         self._frames.insert(pos, frame)
         self._bytes += frame.nbytes
+        if frame.encoded is not None and frame._window is None:
+            frame._window = self
         self._evicted += self._evict_locked()
         return Admission.STORED
+
+    def _keep_decoded(self, frame: Frame, image: np.ndarray) -> None:
+        """Keep ``image``, decoded from ``frame`` (if still held), unless ``decoded_frames``
+        newer frames already have theirs kept or the bytes would go over ``max_bytes``; called
+        by :attr:`Frame.image`. Newest frames first: tracking steps, clicks and overlays use
+        the newest, and a query that decodes older ones holds those itself."""
+        with self._lock:
+            key = id(frame)
+            if key in self._decoded or not self._holds_frame(frame):
+                return
+            self._decoded[key] = (frame, image)
+            self._bytes += image.nbytes
+            while self._decoded and (len(self._decoded) > self._decoded_limit
+                                     or self._bytes > self._limits.max_bytes):
+                self._drop_oldest_decoded_locked()
+
+    def _drop_oldest_decoded_locked(self) -> None:
+        key = min(self._decoded, key=lambda k: self._decoded[k][0].stamp_ns)
+        self._bytes -= self._decoded.pop(key)[1].nbytes
+
+    def _undecodable(self, frame: Frame, error: Exception) -> None:
+        """A held frame did not decode: it leaves the window, and ``on_undecodable`` hears of it."""
+        with self._lock:
+            if not self._holds_frame(frame):
+                return
+            i = bisect.bisect_left(self._stamps, frame.stamp_ns)
+            del self._frames[i], self._stamps[i]
+            self._bytes -= frame.nbytes + self._uncache_locked(frame)
+        if self._on_undecodable is not None:
+            self._on_undecodable(frame, error)
+
+    def _uncache_locked(self, frame: Frame) -> int:
+        """Let go of ``frame``'s decoded image, if kept; returns the bytes it took (not yet
+        taken off ``_bytes``)."""
+        kept = self._decoded.pop(id(frame), None)
+        return 0 if kept is None else int(kept[1].nbytes)
+
+    def _holds_frame(self, frame: Frame) -> bool:
+        i = bisect.bisect_left(self._stamps, frame.stamp_ns)
+        return i < len(self._frames) and self._frames[i] is frame
 
     def _holds_depth(self, depth: DepthImage) -> bool:
         i = bisect.bisect_left(self._depth_stamps, depth.stamp_ns)
@@ -398,6 +575,7 @@ class FrameWindow:
     def _reset_locked(self) -> None:
         self._frames.clear()
         self._stamps.clear()
+        self._decoded.clear()
         self._depths.clear()
         self._depth_stamps.clear()
         self._bytes = 0
@@ -417,7 +595,7 @@ class FrameWindow:
             cutoff = self._stamps[-1] - limits.duration_ns
             while n < len(self._stamps) and (self._stamps[n] < cutoff
                                              or len(self._stamps) - n > limits.max_frames):
-                self._bytes -= self._frames[n].nbytes
+                self._bytes -= self._frames[n].nbytes + self._uncache_locked(self._frames[n])
                 n += 1
         d = 0
         if self._depth_stamps:
@@ -426,6 +604,8 @@ class FrameWindow:
                                                    or len(self._depth_stamps) - d > limits.max_frames):
                 self._bytes -= self._depths[d].nbytes
                 d += 1
+        while self._bytes > limits.max_bytes and self._decoded:       # decoded copies go first
+            self._drop_oldest_decoded_locked()
         while self._bytes > limits.max_bytes and (n < len(self._stamps) or d < len(self._depth_stamps)):
             colour_first = d >= len(self._depth_stamps) or (
                 n < len(self._stamps) and self._stamps[n] <= self._depth_stamps[d])
@@ -513,5 +693,6 @@ class FrameWindow:
                 stamp_outliers=self._stamp_outliers,
                 limits=self._limits,
                 depth_frames=len(self._depths),
+                decoded_frames=len(self._decoded),
             )
 

@@ -33,6 +33,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
+from unipixel_ros.frames import FrameDecodeError
 from unipixel_ros.memory import MemoryBankError
 from unipixel_ros.object_store import ObjectStore
 from unipixel_ros.prompts import BoxPrompt, PointPrompt, PromptError, validate_request
@@ -111,8 +112,12 @@ def segment_click(feed: CameraFeed, store: ObjectStore, host: ModelHost, camera:
     prompt = (PointPrompt(object_index=0, frame_index=0, x=where[0], y=where[1]) if len(where) == 2 else
               BoxPrompt(object_index=0, frame_index=0, x0=where[0], y0=where[1], x1=where[2], y1=where[3]))
     validate_request("", [prompt], 1, frame.width, frame.height)
+    try:
+        image = frame.image
+    except FrameDecodeError as exc:
+        raise ClickError(f"the newest frame does not decode, click again: {exc}") from exc
     with host.exclusive("click") as pipeline:
-        obj = pipeline.segment_prompt([frame.image], [frame.stamp_ns], prompt)
+        obj = pipeline.segment_prompt([image], [frame.stamp_ns], prompt)
     mask, score = obj.masks[0], float(obj.scores[0])
     if not mask.any():
         raise ClickError("the model found no object there")

@@ -139,13 +139,93 @@ def compressed_codec(msg: Any) -> tuple[str, bool]:
     return codec, target.startswith("rgb")
 
 
+@dataclass(frozen=True)
+class CompressedHeader:
+    """What a compressed image's headers say, read without decoding it."""
+
+    codec: str                     # "jpeg" or "png"
+    stored_rgb: bool               # channels stored R, G, B ("... compressed rgb8")
+    width: int
+    height: int
+
+
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic)
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+_JPEG_STANDALONE = frozenset((0x01, *range(0xD0, 0xD8)))     # TEM, RST0-7: no length field
+_END_SEARCH = 64          # an end marker must lie within this many bytes of the payload's end
+
+
+def _jpeg_size(data: memoryview) -> tuple[int, int]:
+    """(width, height) from a JPEG's frame header, walking its marker segments from SOI."""
+    i, n = 2, len(data)
+    while True:
+        if i + 4 > n:
+            raise CorruptPayload(f"JPEG payload of {n} bytes ends before its frame header")
+        if data[i] != 0xFF:
+            raise CorruptPayload(f"JPEG header: no marker at byte {i}")
+        marker = data[i + 1]
+        if marker == 0xFF:                 # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            i += 2
+            continue
+        if marker in (0xD8, 0xD9, 0xDA):
+            raise CorruptPayload(f"JPEG header: marker 0x{marker:02X} before any frame header")
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                raise CorruptPayload(f"JPEG payload of {n} bytes ends inside its frame header")
+            height, width = (data[i + 5] << 8) | data[i + 6], (data[i + 7] << 8) | data[i + 8]
+            if height == 0 or width == 0:
+                raise CorruptPayload(f"JPEG frame header gives a {width}x{height} image")
+            return width, height
+        length = (data[i + 2] << 8) | data[i + 3]
+        if length < 2:
+            raise CorruptPayload(f"JPEG header: segment 0x{marker:02X} at byte {i} has length {length}")
+        i += 2 + length
+
+
+def _png_size(data: memoryview) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, which must come first."""
+    if len(data) < 33 or bytes(data[8:16]) != b"\x00\x00\x00\rIHDR":
+        raise CorruptPayload("PNG payload has no IHDR chunk after its signature")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if height == 0 or width == 0:
+        raise CorruptPayload(f"PNG header gives a {width}x{height} image")
+    return width, height
+
+
+_END_MARKER = {"jpeg": b"\xff\xd9", "png": b"IEND"}
+_SIZE_READERS = {"jpeg": _jpeg_size, "png": _png_size}
+
+
+def compressed_header(msg: Any) -> CompressedHeader:
+    """Codec, channel order and image size of a ``CompressedImage``, from its headers alone.
+
+    Cheap (no decoding), so it runs on every frame on arrival: it refuses what
+    :func:`compressed_codec` refuses, a payload whose header does not give a size, and a
+    payload without the codec's end marker near its end (truncated in transport; OpenCV
+    does not decode those either). A payload that passes can still fail to decode (its
+    entropy-coded data broken); :func:`compressed_to_rgb` then raises CorruptPayload.
+    """
+    codec, stored_rgb = compressed_codec(msg)
+    data = memoryview(msg.data).cast("B")
+    width, height = _SIZE_READERS[codec](data)
+    if _END_MARKER[codec] not in bytes(data[-_END_SEARCH:]):
+        raise CorruptPayload(f"{codec.upper()} payload of {len(data)} bytes has no end marker (truncated?)")
+    return CompressedHeader(codec, stored_rgb, width, height)
+
+
 def compressed_to_rgb(msg: Any) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (JPEG or PNG; grey, colour or with alpha) -> RGB array."""
-    codec, stored_rgb = compressed_codec(msg)
+    head = compressed_header(msg)
     image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), _IMREAD)
     if image is None or image.ndim != 3 or image.size == 0:
-        raise CorruptPayload(f"{codec.upper()} payload of {len(msg.data)} bytes does not decode")
-    if stored_rgb:
+        raise CorruptPayload(f"{head.codec.upper()} payload of {len(msg.data)} bytes does not decode")
+    if image.shape[:2] != (head.height, head.width):
+        raise CorruptPayload(f"{head.codec.upper()} payload decodes to {image.shape[1]}x{image.shape[0]}, "
+                             f"its header says {head.width}x{head.height}")
+    if head.stored_rgb:
         return image
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
 

@@ -6,6 +6,12 @@ then insertion. Every frame that is not stored is counted under a reason, and a
 warning is logged at most once per reason every :data:`WARN_PERIOD_S`; nothing
 a publisher sends can raise out of the callback.
 
+A compressed frame is not decoded on arrival: only its header is read (size, codec,
+end marker; what fails there is dropped at once), and the window keeps its bytes until
+a query, click or tracking step needs its pixels (:class:`~unipixel_ros.frames.Frame`).
+A frame that then does not decode leaves the window and is counted under the same
+drop reasons (it was counted as stored on arrival as well).
+
 :class:`CameraIngest` is the node component that owns the feeds: built at
 configure, it subscribes on activate and unsubscribes on deactivate (windows
 keep their frames while inactive, and are dropped at cleanup). Each camera has
@@ -37,13 +43,23 @@ from rclpy.node import Node
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from unipixel_ros.frames import NS_PER_S, Admission, CameraIntrinsics, DepthImage, Frame, FrameWindow, WindowLimits
+from unipixel_ros.frames import (
+    NS_PER_S,
+    Admission,
+    CameraIntrinsics,
+    DepthImage,
+    EncodedImage,
+    Frame,
+    FrameWindow,
+    WindowLimits,
+)
 from unipixel_ros.objects3d import DepthError, DepthSettings, decode_depth, resample_to_colour
 from unipixel_ros.ros.conversions import (
     ConverterUnavailable,
     ImageConverter,
     ImageDecodeError,
     camera_intrinsics,
+    compressed_header,
     make_converter,
 )
 from unipixel_ros.ros.diagnostics import CameraDiagnostics
@@ -52,6 +68,13 @@ from unipixel_ros.ros.qos import qos_profile
 
 WARN_PERIOD_S = 5.0
 CONVERSION_FAILURE = "conversion_failure"   # an exception the converter did not classify
+
+
+def _drop_reason(error: Exception) -> tuple[str, str]:
+    """(reason, detail) of a frame the converter refused, or failed on."""
+    if isinstance(error, ImageDecodeError):
+        return error.reason, str(error)
+    return CONVERSION_FAILURE, f"{type(error).__name__}: {error}"
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -105,8 +128,9 @@ class CameraFeed:
         """``clock`` paces the drop warnings; ``arrival_clock`` is the window's (when a frame
         arrived: a recording's replay passes the recorded receive time)."""
         self.config = config
-        self.window = FrameWindow(limits, arrival_clock)
-        self._decode = converter.compressed if config.transport == "compressed" else converter.raw
+        self.window = FrameWindow(limits, arrival_clock, on_undecodable=self._undecodable)
+        self._converter = converter
+        self._frame = self._encoded_frame if config.transport == "compressed" else self._decoded_frame
         self._logger = logger
         self._throttle = _WarnThrottle(WARN_PERIOD_S, clock)
         self._lock = threading.Lock()
@@ -136,16 +160,28 @@ class CameraFeed:
         verdict = self.window.admit(stamp)
         if verdict is Admission.STORED:
             try:
-                image = self._decode(msg)
-            except ImageDecodeError as exc:
-                return self._drop(exc.reason, str(exc))
+                frame = self._frame(msg, stamp)
             except Exception as exc:  # a converter fault must not take the node down
-                return self._drop(CONVERSION_FAILURE, f"{type(exc).__name__}: {exc}")
-            verdict = self.window.insert(Frame(image, stamp, msg.header.frame_id, self._camera_info))
+                return self._drop(*_drop_reason(exc))
+            verdict = self.window.insert(frame)
         if verdict.is_drop:
             return self._drop(verdict.value, f"stamp {stamp} ns")
         self._bump(verdict.value)
         return verdict.value
+
+    def _decoded_frame(self, msg: Image, stamp: int) -> Frame:
+        return Frame(self._converter.raw(msg), stamp, msg.header.frame_id, self._camera_info)
+
+    def _encoded_frame(self, msg: CompressedImage, stamp: int) -> Frame:
+        """The frame of a compressed message, its header checked, its pixels left to decode when used."""
+        head = compressed_header(msg)
+        encoded = EncodedImage(msg.data, msg.format, head.height, head.width, self._converter.compressed)
+        return Frame.from_encoded(encoded, stamp, msg.header.frame_id, self._camera_info)
+
+    def _undecodable(self, frame: Frame, error: Exception) -> None:
+        """The window's report of a stored frame that did not decode when used."""
+        reason, detail = _drop_reason(error)
+        self._drop(reason, f"frame {frame.stamp_ns} ns, decoded when used: {detail}")
 
     def on_depth(self, msg: Image) -> str:
         """Depth subscription callback; returns "stored" or why the image was dropped."""
@@ -193,14 +229,14 @@ class CameraFeed:
             if colour_info is None:
                 raise DepthError("no_camera_info", f"no CameraInfo for camera '{self.name}' (set cameras."
                                  f"{self.name}.camera_info_topic), so depth cannot become points")
-            if depth.depth_m.shape == frame.image.shape[:2]:
+            if depth.depth_m.shape == (frame.height, frame.width):
                 return depth.depth_m
             depth_info = depth.camera_info
             if depth_info is None:
                 raise DepthError("size_mismatch", f"depth is {depth.depth_m.shape[1]}x{depth.depth_m.shape[0]}, "
                                  f"colour {frame.width}x{frame.height}, and no depth CameraInfo maps one onto "
                                  f"the other (set cameras.{self.name}.depth_camera_info_topic)")
-            return resample_to_colour(depth.depth_m, depth_info.k, colour_info.k, frame.image.shape[:2])
+            return resample_to_colour(depth.depth_m, depth_info.k, colour_info.k, (frame.height, frame.width))
         except DepthError as exc:
             if exc.reason != "no_depth_topic":
                 self._depth_problem(self._no_3d, exc.reason, str(exc), f"frame {frame.stamp_ns} ns has no 3-D")

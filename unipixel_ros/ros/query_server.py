@@ -37,7 +37,7 @@ from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
-from unipixel_ros.frames import NS_PER_S, Frame, FrameWindow, WindowLimits
+from unipixel_ros.frames import NS_PER_S, Frame, FrameDecodeError, FrameWindow, WindowLimits
 from unipixel_ros.memory import MemoryBankError
 from unipixel_ros.msg import ObjectMasks
 from unipixel_ros.msg import VisualPrompt as VisualPromptMsg
@@ -110,8 +110,21 @@ def select_frames(window: FrameWindow, seconds: float, max_frames: int, now_ns: 
         raise RequestError(
             f"empty window: the newest frame is {(now_ns - newest.stamp_ns) / NS_PER_S:.1f} s old, "
             f"older than query.max_frame_age_s = {max_age_s:g} s (has the camera stopped?)")
-    same_size = [f for f in frames if f.image.shape == newest.image.shape]
+    same_size = [f for f in frames if f.shape == newest.shape]
     return tuple(same_size[-max_frames:])
+
+
+def decoded_frames(frames: Sequence[Frame]) -> tuple[tuple[Frame, ...], list[np.ndarray]]:
+    """The frames whose pixels decode, and their images. A compressed frame that does not
+    decode is left out: it has left its window and is counted in the camera's drops."""
+    kept, images = [], []
+    for frame in frames:
+        try:
+            images.append(frame.image)
+        except FrameDecodeError:
+            continue
+        kept.append(frame)
+    return tuple(kept), images
 
 
 def match_frame(stamps: Sequence[int], stamp: int, tolerance_ns: int) -> int | None:
@@ -216,9 +229,8 @@ class QueryAnswerer:
         start = time.perf_counter()
         timings: dict[str, float] = {}
         try:
-            camera, epoch, frames, prompts = self._prepare(request)
+            camera, epoch, frames, images, prompts = self._prepare(request)
             timings["select_frames"] = time.perf_counter() - start
-            images = [f.image for f in frames]
             stamps = [f.stamp_ns for f in frames]
             if progress is not None and self._host.stats().running:
                 progress("waiting_for_model", 0, "")
@@ -246,8 +258,9 @@ class QueryAnswerer:
         outcome.timings = timings
         return outcome
 
-    def _prepare(self, request: Any) -> tuple[str, int, tuple[Frame, ...], list[VisualPrompt]]:
-        """The camera, its timeline (window epoch, read before the frames), the frames and prompts."""
+    def _prepare(self, request: Any) -> tuple[str, int, tuple[Frame, ...], list[np.ndarray], list[VisualPrompt]]:
+        """The camera, its timeline (window epoch, read before the frames), the frames, their
+        images (decoded here, before the model is waited for) and the prompts."""
         if not self.active:
             raise RequestError("the node is inactive; activate it (lifecycle) to answer queries")
         camera = request.camera
@@ -267,16 +280,21 @@ class QueryAnswerer:
                                    s.max_frame_age_s)
         except RequestError as exc:
             raise RequestError(f"camera '{camera}': {exc}") from exc
+        selected = len(frames)
+        frames, images = decoded_frames(frames)
+        if not frames:
+            raise RequestError(f"camera '{camera}': none of the {selected} frames selected could be decoded "
+                               "(corrupt payloads; the camera's diagnostics count them)")
         stamps = [f.stamp_ns for f in frames]
         prompts = resolve_prompts(request.prompts, stamps, int(round(s.prompt_tolerance_s * NS_PER_S)),
                                   lambda object_id: self._store.bank_id(camera, object_id))
-        height, width = frames[-1].image.shape[:2]
+        height, width = frames[-1].height, frames[-1].width
         validate_request(request.text, prompts, len(frames), width, height, s.limits)
         bank = self._store.bank(camera)
         if request.remember and len(bank) >= bank.max_objects:
             raise RequestError(f"cannot remember: the memory of camera '{camera}' is full ({bank.max_objects} "
                                "objects, memory.max_objects); remove objects or reset it first")
-        return camera, epoch, frames, prompts
+        return camera, epoch, frames, images, prompts
 
     def _outcome(self, camera: str, epoch: int, frames: Sequence[Frame], result: QueryResult) -> QueryOutcome:
         objects = []

@@ -43,7 +43,7 @@ from rclpy.timer import Timer
 from sensor_msgs.msg import Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from unipixel_ros.frames import Frame
+from unipixel_ros.frames import Frame, FrameDecodeError
 from unipixel_ros.msg import ObjectMasksArray
 from unipixel_ros.object_store import ObjectStore, StoredObject
 from unipixel_ros.rendering import MAX_LABEL_ID, OverlayObject, label_image, overlay
@@ -79,7 +79,7 @@ class _CameraTracking:
 
 def _frame_masks(objects: list[StoredObject], frame: Frame) -> list[tuple[StoredObject, np.ndarray]]:
     """Each object's mask on ``frame`` (empty where it has none or is lost)."""
-    empty = np.zeros(frame.image.shape[:2], dtype=bool)
+    empty = np.zeros((frame.height, frame.width), dtype=bool)
     out = []
     for obj in objects:
         mask = obj.mask_at(frame.stamp_ns)
@@ -121,7 +121,7 @@ class FrameOutputs:
     def label_image(self) -> Image:
         """The ``mono16`` label image (objects with ids above :data:`MAX_LABEL_ID` left out)."""
         drawable = [(o.object_id, m) for o, m in self.masks if o.object_id <= MAX_LABEL_ID]
-        labels = label_image(self.frame.image.shape[:2], drawable)
+        labels = label_image((self.frame.height, self.frame.width), drawable)
         return image_msg(labels, "mono16", self.frame.stamp_ns, self.frame.frame_id)
 
     def overlay(self) -> Image:
@@ -161,11 +161,15 @@ class TrackingCore:
                 return StepOutcome.NO_NEW_FRAME
         bank = self._store.bank(camera)
         if len(bank):
+            try:
+                image = frame.image
+            except FrameDecodeError:       # it has left the window; the camera's drops count it
+                return StepOutcome.NO_NEW_FRAME
             with self._host.if_idle(camera) as pipeline:
                 if pipeline is None:
                     return StepOutcome.MODEL_BUSY
                 began = time.perf_counter()
-                tracked = pipeline.track(bank, frame.image, frame.stamp_ns)
+                tracked = pipeline.track(bank, image, frame.stamp_ns)
                 cam.step_seconds = time.perf_counter() - began
             self._store.record_tracking(camera, frame.stamp_ns, tracked, epoch)
             cam.steps += 1
@@ -205,7 +209,10 @@ class TrackingCore:
             located = None
             if self._locator is not None and cam.feed.config.depth_topic:
                 located = self._locator.locate(camera, frame, [m for _, m in masks])
-            self.emit(FrameOutputs(camera, frame, masks, located))
+            try:
+                self.emit(FrameOutputs(camera, frame, masks, located))
+            except FrameDecodeError:    # drawing the overlay found the frame corrupt: it has left the window
+                pass
 
 
 class Tracker:
