@@ -32,6 +32,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "bench_replay.py": (["--smoke"], [r"^\s+5\s+\d+\.\d{2}\s+\d+\.\d{2}\s+replay / track = \d+\.\d{3}$"]),
     "bench_depth3d.py": (["--smoke"], [r"^\s+\d+x\d+\s+\d+\s+\d+\.\d\s+\d+\.\d{2}\s+3-D / track = \d+\.\d{4}$"]),
     "bench_tracking_batch.py": (["--smoke"], [r"^tiny 2 objects: batched / per-object = \d+\.\d{3}$"]),
+    "gpu_check.py": (["--smoke"], [r"^decode compiled\s+\d+\.\d{3} ms/token = \d+\.\d{2} x floor$"]),
     "bench_node_query.py": (["--smoke"], [r"ROS overhead / pipeline time = .* = \d+\.\d{4}$",
                                           r"frames/s 5 objects / 1 object = \d+\.\d{3}; "
                                           r"object-frames/s 5 / 1 = \d+\.\d{3}$",
@@ -41,7 +42,7 @@ ROS_BENCHES = {"bench_ingest.py", "bench_node_query.py"}
 
 
 def test_every_bench_script_has_a_smoke_case() -> None:
-    scripts = {path.name for path in BENCH.glob("bench_*.py")}
+    scripts = {path.name for path in [*BENCH.glob("bench_*.py"), *BENCH.glob("gpu_check*.py")]}
     assert scripts == {case.split()[0] for case in CASES}
 
 
