@@ -13,13 +13,13 @@ top of the encoder, which runs once per frame either way). ``batched``:
 each object. The objects are copies of one object segmented over a window (timing does
 not depend on the memory's values, and seeding N objects at b+ size on a CPU would take
 minutes). Random weights. Printed per model: milliseconds per frame, the cost of N
-objects relative to 1 for both ways, and batched / per-object, from one run.
+objects relative to 1 for both ways, and batched / per-object, from one run. Each figure
+is the fastest of the timed frames: on a shared CPU the others measure the neighbours too.
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import time
 
 import numpy as np
@@ -64,7 +64,7 @@ def _timed(engine: Sam2Engine, run) -> float:
 
 
 def measure(name: str, args: argparse.Namespace, counts: list[int]) -> tuple[int, dict[int, tuple[float, float]]]:
-    """The model's image size, and object count -> (batched, per-object) median seconds per frame."""
+    """The model's image size, and object count -> (batched, per-object) fastest seconds per frame."""
     sam = build_model(name).to(args.device)
     window = steady_window(sam)
     engine = Sam2Engine(sam, cache=FeatureCache(DISTINCT_FRAMES + args.warmup + args.steps + 1),
@@ -93,7 +93,7 @@ def measure(name: str, args: argparse.Namespace, counts: list[int]) -> tuple[int
                 seconds = _timed(engine, run)
                 if step >= args.warmup:
                     (batched if way == "batched" else single).append(seconds)
-        results[count] = (statistics.median(batched), statistics.median(single))
+        results[count] = (min(batched), min(single))
     return int(sam.image_size), results
 
 
