@@ -542,8 +542,9 @@ class Sam2Engine:
         10 objects 0.85. At hiera-b+ 768 px it does not pay on a CPU (1.13 for 5, 1.29 for
         10): memory attention is 95 % of a step there, its cross-attention over each
         object's ~16k memory tokens is arithmetic of that object alone, and a batch only
-        adds working set. The gain batching is for is fewer, larger kernels where per-call
-        cost counts (a GPU).
+        adds working set (its tensors, hundreds of MB, come from fresh pages on every call:
+        ~0.2 s of page faults per object and step). The gain batching is for is fewer,
+        larger kernels where per-call cost counts (a GPU).
         """
         sam = self.sam2
         vision = feats.image_embed.flatten(2).permute(2, 0, 1)  # (HW) x 1 x C, as SAM 2 keeps it
