@@ -1,7 +1,7 @@
 """Ingest cost of the UniPixel node vs a bare rclpy subscriber on the same camera stream.
 
     python bench/bench_ingest.py [--seconds 20] [--rate 15] [--sizes 640x480,1920x1080]
-                                 [--encodings bgr8] [--rss-early 60] [--warmup 3]
+                                 [--encodings bgr8] [--rss-early 60] [--warmup 3] [--use-every 3]
     python bench/bench_ingest.py --smoke        # seconds: does it run (numbers meaningless)
 
 For each (size, encoding) one publisher process streams frames; the node
@@ -19,6 +19,11 @@ fragments overflows the receive buffer, which here is nearly always at 640x480
 and above; ``--qos sensor_data`` shows it. ``delivered`` is the share of all published
 frames that reached each subscriber over the whole stream (warm-up included): what a
 transport loses, as opposed to what the node drops (its /diagnostics say why).
+
+``--use-every N`` (ingest-only node; default 3) has the node read the pixels of its newest
+frame at a third of the camera rate, as a tracking step at ``tracking.rate_hz`` = rate / 3
+does (0: never): compressed frames are decoded only when used, so this is what a JPEG
+stream costs the node with tracking on. The model's own step is not included.
 
 Printed ratios: node CPU per frame / bare CPU per frame, and the node's resident
 memory at the end of the stream / after ``--rss-early`` seconds (clamped to a third
@@ -106,9 +111,11 @@ def run_publisher(width: int, height: int, encoding: str, rate: float, seconds: 
     rclpy.try_shutdown()
 
 
-def run_ingest_node(ros_args: list[str]) -> None:
-    """The node as ``unipixel_node`` runs it, with camera ingest as its only component."""
+def run_ingest_node(ros_args: list[str], use_hz: float) -> None:
+    """The node as ``unipixel_node`` runs it, with camera ingest as its only component; at
+    ``use_hz`` (> 0) a timer reads the newest frame's pixels, as a tracking step does."""
     import rclpy
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     from unipixel_ros.ros.node import UniPixelNode, start
@@ -117,8 +124,17 @@ def run_ingest_node(ros_args: list[str]) -> None:
     node = UniPixelNode(components=())
     executor = MultiThreadedExecutor()
     executor.add_node(node)
+
+    def use_newest() -> None:
+        for feed in node.feeds.values():
+            frame = feed.window.latest()
+            if frame is not None:
+                frame.image
+
     try:
         if start(node):
+            if use_hz > 0:
+                node.create_timer(1.0 / use_hz, use_newest, callback_group=MutuallyExclusiveCallbackGroup())
             executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -221,7 +237,8 @@ def run_case(width: int, height: int, encoding: str, args: argparse.Namespace, c
     if args.node == "full":
         node = spawn(["-m", "unipixel_ros.ros.node", *ros_args])
     else:
-        node = spawn([__file__, "--role", "node", *ros_args])
+        use_hz = args.rate / args.use_every if args.use_every else 0.0
+        node = spawn([__file__, "--role", "node", "--use-hz", str(use_hz), *ros_args])
     bare = spawn([__file__, "--role", "bare", "--encodings", encoding, "--qos", args.qos])
     bare_count = LatestLine(bare)
     publisher = spawn([__file__, "--role", "publish", "--sizes", f"{width}x{height}",
@@ -284,13 +301,17 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="smallest run, to check that it works (numbers meaningless): "
                         + " ".join(f"--{k.replace('_', '-')}={v}" for k, v in SMOKE.items()))
+    parser.add_argument("--use-every", type=int, default=3,
+                        help="ingest node: read the newest frame's pixels at rate / N, as tracking at "
+                        "tracking.rate_hz = rate / N does (0 = never)")
     parser.add_argument("--role", choices=["publish", "bare", "node"], help=argparse.SUPPRESS)
+    parser.add_argument("--use-hz", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--subscribers", type=int, default=2, help=argparse.SUPPRESS)
     args, ros_args = parser.parse_known_args()
     if args.smoke:
         vars(args).update(SMOKE)
     if args.role == "node":
-        run_ingest_node(ros_args)
+        run_ingest_node(ros_args, args.use_hz)
         return
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     encodings = args.encodings.split(",")
@@ -308,7 +329,8 @@ def main() -> None:
         parser.error("--warmup must be shorter than --seconds (the counts start after it)")
 
     counter = NodeCounter()
-    print(f"node: {args.node}; stream {args.seconds:.0f} s at {args.rate:g} Hz per case, QoS {args.qos} "
+    uses = f", newest frame used every {args.use_every} frames" if args.node == "ingest" and args.use_every else ""
+    print(f"node: {args.node}{uses}; stream {args.seconds:.0f} s at {args.rate:g} Hz per case, QoS {args.qos} "
           f"(publisher {args.publisher_qos or args.qos}); CPU = user + "
           f"system time per frame received; warm-up {args.warmup:g} s excluded")
     header = (f"{'size':>10} {'enc':>5} {'frames node/bare':>17} {'bare ms/f':>9} {'node ms/f':>9} "
