@@ -11,14 +11,20 @@ and a greedy answer of ``--tokens`` tokens forced past the end-of-turn token.
 Printed as one table: vision encoder, prefill, decode ms/token (eager, static and
 torch.compile'd static cache) next to the memory-bandwidth floor (bytes of the
 language model's weights / device-to-device copy bandwidth measured in the same run),
-SAM 2 encode per frame, <SEG> propagation per object over the window, and peak GPU
-memory. Without a GPU it says so, runs the smoke pass and exits 0.
+SAM 2 encode per frame, <SEG> propagation per object over the window, the first and
+the second query on the same window (the second finds SAM 2's frame features cached),
+tracking frames per second of 1 / 5 / 10 objects in one batched SAM 2 step against one
+step per object, the mask decoder through ONNX Runtime's CUDA provider against torch
+(where onnxruntime-gpu is installed; otherwise the row says so), and peak GPU memory.
+Without a GPU it says so, runs the smoke pass and exits 0.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -106,6 +112,93 @@ def decode_ms_per_token(model, inputs: UniPixelInputs, tokens: int, decode: str,
     return 1000 * (timed(generate(tokens), device) - timed(generate(1), device)) / (tokens - 1)
 
 
+def first_and_second_query(model, engine, inputs: UniPixelInputs, frames: list[np.ndarray], tokens: int,
+                           device: torch.device) -> tuple[float, float]:
+    """Seconds of a text query with one <SEG> answer on a window seen for the first time
+    (SAM 2 encodes every frame) and on the same window again (frame features cached)."""
+    seg = torch.randn(1, model.config.sam2_hidden_tokens, model.sam2.hidden_dim, dtype=model.dtype)
+    keys = [("query", i) for i in range(len(frames))]
+
+    def query() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.generate_greedy(inputs, max_new_tokens=tokens, eos_token_ids=[])
+        engine.segment_seg_tokens_many(frames, keys, seg.to(engine.device))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    return query(), query()
+
+
+def tracking_fps(engine, frames: list[np.ndarray], counts: tuple[int, ...],
+                 steps: int) -> dict[int, tuple[float, float]]:
+    """Object count -> (batched, per-object) tracked frames per second, fastest of ``steps`` frames,
+    for objects whose memory is full (seeded on the window, then copied)."""
+    seg = torch.randn(1, 2, engine.sam2.sam_prompt_embed_dim, generator=torch.Generator().manual_seed(1))
+    seed_keys = [("seed", i) for i in range(len(frames))]
+    seeded = engine.segment_seg_tokens_many(frames, seed_keys, seg.to(engine.device))[0].state
+    live = [np.ascontiguousarray(np.roll(f, 8 * (i + 1), axis=1)) for i, f in enumerate(frames[:steps + 1])]
+    live_keys = [("live", i) for i in range(len(live))]
+    engine.features(live, live_keys)
+    sync = (lambda: torch.cuda.synchronize()) if engine.device.type == "cuda" else (lambda: None)
+    results = {}
+    for count in counts:
+        ways = {"batched": [copy.deepcopy(seeded) for _ in range(count)],
+                "single": [copy.deepcopy(seeded) for _ in range(count)]}
+        best = {"batched": float("inf"), "single": float("inf")}
+        for step, (frame, key) in enumerate(zip(live, live_keys)):
+            for way, states in ways.items():
+                sync()
+                start = time.perf_counter()
+                if way == "batched":
+                    engine.track_many(states, frame, key)
+                else:
+                    for state in states:
+                        engine.track(state, frame, key)
+                sync()
+                if step:                        # the first frame warms up
+                    best[way] = min(best[way], time.perf_counter() - start)
+        results[count] = (1 / best["batched"], 1 / best["single"])
+    return results
+
+
+def onnx_decoder_ratio(sam2, repeats: int) -> str:
+    """The mask decoder through ONNX Runtime's CUDA provider vs torch, one object, median ms."""
+    import statistics
+
+    import onnxruntime
+
+    from unipixel_ros.decoders.onnx_export import export_decoder_onnx
+    from unipixel_ros.decoders.ort_backend import OnnxRuntimeMaskDecoder
+    from unipixel_ros.decoders.parity import random_inputs
+    from unipixel_ros.decoders.torch_backend import TorchMaskDecoder
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return ("skipped: onnxruntime has no CUDAExecutionProvider here "
+                f"({', '.join(onnxruntime.get_available_providers())}); install onnxruntime-gpu")
+    inputs = random_inputs(sam2, 1, seed=0, seed_frame=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "decoder.onnx"
+        export_decoder_onnx(sam2, path)
+        backends = {"torch": TorchMaskDecoder(sam2),
+                    "ort": OnnxRuntimeMaskDecoder(path, providers=["CUDAExecutionProvider"])}
+        ms = {}
+        for name, backend in backends.items():
+            for _ in range(3):
+                backend(inputs)
+            times = []
+            for _ in range(repeats):
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                backend(inputs)
+                torch.cuda.synchronize()
+                times.append(time.perf_counter() - start)
+            ms[name] = 1000 * statistics.median(times)
+    return f"{ms['ort']:.2f} ms vs torch {ms['torch']:.2f} ms = {ms['ort'] / ms['torch']:.2f} x"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=("3b", "7b"), default="3b")
@@ -170,7 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     propagate = timed(lambda: engine.segment_seg_tokens_many(frames, keys, tokens.to(engine.device)), device)
     rows += [("SAM 2 encode", f"{1000 * encode:.2f} ms/frame"),
              ("<SEG> propagation", f"{1000 * propagate:.1f} ms/object over {len(frames)} frames")]
+    first, second = first_and_second_query(model, engine, inputs, frames, args.tokens, device)
+    rows.append(("query, first / second on the window", f"{first:.3f} s / {second:.3f} s "
+                 f"({args.tokens} tokens and one <SEG>)"))
+    counts = (1, 2) if args.smoke else (1, 5, 10)
+    for count, (batched, single) in tracking_fps(engine, frames, counts, steps=2 if args.smoke else 4).items():
+        rows.append((f"tracking {count} object{'s' if count > 1 else ''}",
+                     f"{batched:.1f} fps batched, {single:.1f} fps per-object ({batched / single:.2f} x)"))
     if device.type == "cuda":
+        rows.append(("mask decoder, ONNX Runtime CUDA", onnx_decoder_ratio(model.sam2, repeats=20)))
         rows.append(("peak GPU memory", f"{torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GiB"))
 
     width = max(len(name) for name, _ in rows)
