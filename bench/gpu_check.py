@@ -15,7 +15,8 @@ SAM 2 encode per frame, <SEG> propagation per object over the window, the first 
 the second query on the same window (the second finds SAM 2's frame features cached),
 tracking frames per second of 1 / 5 / 10 objects in one batched SAM 2 step against one
 step per object, the mask decoder through ONNX Runtime's CUDA provider against torch
-(where onnxruntime-gpu is installed; otherwise the row says so), and peak GPU memory.
+(where onnxruntime-gpu is installed; otherwise the row says so), the agreement of SAM 2's
+masks in bf16 with fp32, and peak GPU memory.
 Without a GPU it says so, runs the smoke pass and exits 0.
 """
 from __future__ import annotations
@@ -164,6 +165,21 @@ def tracking_fps(engine, frames: list[np.ndarray], counts: tuple[int, ...],
     return results
 
 
+def bf16_mask_agreement(engine, frames: list[np.ndarray]) -> str:
+    """IoU of the masks SAM 2 propagates in bf16 and in fp32 from the same <SEG> tokens, per frame:
+    whether bf16 keeps the masks (random weights: the masks mean nothing, their agreement does)."""
+    from unipixel_ros.model.sam2_engine import Sam2Engine
+    from unipixel_ros.scoring import mask_iou
+
+    reference = Sam2Engine(copy.deepcopy(engine.sam2).float())
+    seg = torch.randn(1, 2, engine.sam2.sam_prompt_embed_dim, generator=torch.Generator().manual_seed(2))
+    keys = [("bf16", i) for i in range(len(frames))]
+    low = engine.segment_seg_tokens_many(frames, keys, seg.to(engine.device, engine.dtype))[0].masks
+    full = reference.segment_seg_tokens_many(frames, keys, seg.to(reference.device))[0].masks
+    ious = [mask_iou(a, b) for a, b in zip(low, full)]
+    return f"mask IoU bf16 vs fp32: min {min(ious):.3f}, mean {np.mean(ious):.3f} over {len(ious)} frames"
+
+
 def onnx_decoder_ratio(sam2, repeats: int) -> str:
     """The mask decoder through ONNX Runtime's CUDA provider vs torch, one object, median ms."""
     import statistics
@@ -270,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     for count, (batched, single) in tracking_fps(engine, frames, counts, steps=2 if args.smoke else 4).items():
         rows.append((f"tracking {count} object{'s' if count > 1 else ''}",
                      f"{batched:.1f} fps batched, {single:.1f} fps per-object ({batched / single:.2f} x)"))
+    rows.append(("SAM 2 in bf16", bf16_mask_agreement(engine, frames)))
     if device.type == "cuda":
         rows.append(("mask decoder, ONNX Runtime CUDA", onnx_decoder_ratio(model.sam2, repeats=20)))
         rows.append(("peak GPU memory", f"{torch.cuda.max_memory_allocated() / 2 ** 30:.2f} GiB"))
