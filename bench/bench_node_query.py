@@ -92,6 +92,7 @@ def main() -> None:
     from rclpy.qos import QoSProfile
 
     from unipixel_ros.msg import ObjectMasksArray, VisualPrompt
+    from unipixel_ros.ros.spinner import stop_spinning
     from unipixel_ros.srv import Query, RemoveObjects, ResetMemory
 
     camera = start(["-m", "unipixel_ros.ros.synthetic_camera", "--ros-args", "-r", f"__ns:={NAMESPACE}/{CAMERA}",
@@ -109,7 +110,8 @@ def main() -> None:
     client = rclpy.create_node("bench_client", context=context)
     executor = MultiThreadedExecutor(num_threads=3, context=context)
     executor.add_node(client)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     lock = threading.Lock()
     tracked: list[tuple[float, int, int]] = []            # (arrival, stamp, objects)
     diagnostics: dict[str, dict[str, str]] = {}
@@ -223,7 +225,7 @@ def main() -> None:
         print(f"\nnode RSS with 5 tracked objects over {args.duration:g} s: after a quarter {early:.0f} MiB, "
               f"end {samples[-1]:.0f} MiB, max {max(samples):.0f} MiB; end / quarter = {samples[-1] / early:.3f}")
     finally:
-        executor.shutdown()
+        stop_spinning(executor, spinner)
         client.destroy_node()
         rclpy.try_shutdown(context=context)
         stop(node)

@@ -22,6 +22,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from helpers.perception_client import wait_for  # noqa: E402
 from unipixel_ros.ros.node import UniPixelNode  # noqa: E402
+from unipixel_ros.ros.spinner import stop_spinning  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -58,7 +59,7 @@ class Spinning:
         assert self.error is None, repr(self.error)
 
     def close(self) -> None:
-        self.executor.shutdown()
+        stop_spinning(self.executor, self._thread)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
@@ -151,3 +152,19 @@ def test_a_subscription_destroyed_while_its_event_waits_for_a_thread(spinning: S
     assert events[0].total_count == 1
     del sub, handler
     wait_for(lambda: node.count_subscribers(topic) == 0, 10, "the subscription gone")
+
+
+def test_stop_spinning_returns_once_the_spinning_thread_has_left_spin() -> None:
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("stop_spinning_probe", context=context)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        assert stop_spinning(executor, thread, timeout_s=10.0)
+        assert not thread.is_alive()      # nothing spins any more: the node can be destroyed safely
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

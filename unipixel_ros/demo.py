@@ -305,6 +305,7 @@ def run(options: dict[str, str]) -> None:
     from unipixel_ros.action import Query
     from unipixel_ros.msg import ObjectMasksArray
     from unipixel_ros.rendering import OverlayObject, overlay
+    from unipixel_ros.ros.spinner import stop_spinning
     from unipixel_ros.srv import ListObjects
     from unipixel_ros.synthetic.scenes import SyntheticStream
 
@@ -453,7 +454,7 @@ def run(options: dict[str, str]) -> None:
         say(f"{len(summary['tracked_frames'])} tracked frames; wrote {len(list(out.glob('*.png')))} PNGs, "
             f"answer.txt and summary.json to {out}/")
     finally:
-        executor.shutdown()
+        stop_spinning(executor, spinner)
         client.destroy_node()
         rclpy.try_shutdown(context=context)
         node.stop()

@@ -25,6 +25,7 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor
 
 from unipixel_ros.ros.node import UniPixelNode, start
+from unipixel_ros.ros.spinner import stop_spinning
 
 
 def dump(node: UniPixelNode, path: str) -> None:
@@ -54,7 +55,7 @@ def main() -> None:
             print(f"dumped {arg}", flush=True)
         elif command == "quit":
             break
-    executor.shutdown()
+    stop_spinning(executor, spinner)
     node.release()
     node.destroy_node()
     rclpy.try_shutdown()

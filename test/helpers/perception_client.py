@@ -21,6 +21,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 
 from helpers.ros_client import interrupt, spawn
+from unipixel_ros.ros.spinner import stop_spinning
 
 HELPERS = Path(__file__).resolve().parent
 NODE_NAME = "unipixel"
@@ -167,6 +168,6 @@ class Client:
         return client
 
     def close(self) -> None:
-        self.executor.shutdown()
+        stop_spinning(self.executor, self._thread)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)

@@ -21,6 +21,8 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 
+from unipixel_ros.ros.spinner import stop_spinning
+
 HELPERS = Path(__file__).resolve().parent
 ROOT = HELPERS.parents[1]
 
@@ -161,6 +163,6 @@ class RosClient:
         return self.call(GetState, f"{node_fqn}/get_state", GetState.Request()).current_state.label
 
     def close(self) -> None:
-        self.executor.shutdown()
+        stop_spinning(self.executor, self._thread)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)

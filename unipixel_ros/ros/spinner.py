@@ -97,3 +97,16 @@ def _run_jobs(jobs: list[tuple[Callable[[], Any], concurrent.futures.Future[Any]
             result.set_result(job())
         except BaseException as exc:      # handed to the caller, which raises it
             result.set_exception(exc)
+
+
+def stop_spinning(executor: Executor, thread: threading.Thread, timeout_s: float = 10.0) -> bool:
+    """Stop an executor spinning in ``thread`` and wait for the thread to leave ``spin``.
+
+    Call it before destroying the executor's nodes: a node destroyed while the spinning
+    thread is still inside a wait can leave that thread holding rclpy's handles (and the
+    interpreter lock) forever, which hangs the whole process. Returns whether the thread
+    ended within ``timeout_s``.
+    """
+    executor.shutdown(timeout_sec=timeout_s)
+    thread.join(timeout_s)
+    return not thread.is_alive()
