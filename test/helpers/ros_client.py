@@ -41,9 +41,11 @@ def ros_args(namespace: str, params: dict[str, Any]) -> list[str]:
     return args
 
 
-def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen:
-    """A child process with this test session's ROS environment (domain, loopback-only discovery)."""
-    return subprocess.Popen([sys.executable, *argv], env=dict(os.environ), cwd=ROOT, text=True, **kwargs)
+def spawn(argv: list[str], extra_env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen:
+    """A child process with this test session's ROS environment (domain, loopback-only discovery),
+    plus ``extra_env``."""
+    return subprocess.Popen([sys.executable, *argv], env={**os.environ, **(extra_env or {})}, cwd=ROOT, text=True,
+                            **kwargs)
 
 
 def interrupt(proc: subprocess.Popen, timeout: float = 15) -> None:
