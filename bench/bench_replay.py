@@ -24,7 +24,7 @@ from unipixel_ros.memory import ObjectMemoryBank  # noqa: E402
 from unipixel_ros.prompts import PointPrompt  # noqa: E402
 from unipixel_ros.replay.__main__ import main as replay  # noqa: E402
 from unipixel_ros.ros.model_host import ModelSettings, load_pipeline  # noqa: E402
-from unipixel_ros.synthetic.record import record  # noqa: E402
+from unipixel_ros.replay.record import record  # noqa: E402
 from unipixel_ros.synthetic.scenes import SyntheticStream  # noqa: E402
 
 SEED = 4

@@ -21,7 +21,7 @@ from helpers.fake_pipeline import FakePipeline
 from unipixel_ros.msg import ObjectMasksArray
 from unipixel_ros.replay.__main__ import main
 from unipixel_ros.ros.ingest import stamp_ns
-from unipixel_ros.synthetic.record import START_NS, record
+from unipixel_ros.replay.record import START_NS, record
 from unipixel_ros.synthetic.scenes import SyntheticStream
 
 W, H, FRAMES, SEED, OBJECTS = 160, 120, 8, 2, 3

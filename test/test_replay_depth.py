@@ -28,7 +28,7 @@ from unipixel_ros.replay.__main__ import main
 from unipixel_ros.ros.ingest import stamp_ns
 from unipixel_ros.ros.messages import mask_from_msg
 from unipixel_ros.ros.synthetic_camera import pinhole_k
-from unipixel_ros.synthetic.record import START_NS, record
+from unipixel_ros.replay.record import START_NS, record
 from unipixel_ros.synthetic.scenes import SyntheticStream, depth_image, object_depth_m
 
 W, H, FRAMES, SEED, OBJECTS = 160, 120, 8, 2, 3

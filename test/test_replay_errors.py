@@ -18,7 +18,7 @@ from unipixel_ros.replay.__main__ import main
 from unipixel_ros.replay.types import typestore
 from unipixel_ros.ros.messages import header
 from unipixel_ros.ros.synthetic_camera import camera_info, rgb_image
-from unipixel_ros.synthetic.record import START_NS, record
+from unipixel_ros.replay.record import START_NS, record
 
 
 

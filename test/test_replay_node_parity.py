@@ -33,7 +33,7 @@ from unipixel_ros.msg import ObjectMasksArray  # noqa: E402
 from unipixel_ros.replay.__main__ import main  # noqa: E402
 from unipixel_ros.replay.types import typestore  # noqa: E402
 from unipixel_ros.srv import Query  # noqa: E402
-from unipixel_ros.synthetic.record import record  # noqa: E402
+from unipixel_ros.replay.record import record  # noqa: E402
 from unipixel_ros.synthetic.scenes import SyntheticStream  # noqa: E402
 
 pytestmark = pytest.mark.ros

@@ -10,10 +10,11 @@ with the node's :class:`~unipixel_ros.ros.tracking.TrackingCore`, and writes a b
 camera topics next to the node's outputs, plus a JSON / CSV summary of every request.
 
 No ROS graph is needed: messages are (de)serialised with rclpy's CDR functions, so the outputs
-are the node's own messages, byte for byte; nothing is published.
+are the node's own messages; nothing is published.
 
 Modules: :mod:`.errors`, :mod:`.types` (the rosbags type store with this package's messages),
 :mod:`.config` (the node's parameter file through the node's readers), :mod:`.script` (the
 request script), :mod:`.reading`, :mod:`.writing`, :mod:`.running`, :mod:`.evaluation`
-(J and F against ground-truth label images), :mod:`.summary`, :mod:`.__main__` (the program).
+(J and F against ground-truth label images), :mod:`.summary`, :mod:`.__main__` (the program), :mod:`.record` (a sample recording of the synthetic
+RGB-D camera with ground truth: ``python -m unipixel_ros.replay.record OUT``).
 """

@@ -1,6 +1,6 @@
 """Record the synthetic camera into a rosbag2 (MCAP or sqlite3), with ground truth: a sample recording.
 
-    python -m unipixel_ros.synthetic.record OUT --seconds 3 --storage mcap
+    python -m unipixel_ros.replay.record OUT --seconds 3 --storage mcap
 
 Frame ``i`` of :class:`~unipixel_ros.synthetic.scenes.SyntheticStream` (seeded) is written at
 ``start_ns + i / rate``, as header stamp and log time alike, on these topics under the
@@ -27,6 +27,7 @@ from rclpy.serialization import serialize_message
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from unipixel_ros.frames import NS_PER_S
+from unipixel_ros.replay.types import typestore
 from unipixel_ros.ros.messages import header, image_msg
 from unipixel_ros.ros.synthetic_camera import DEPTH_ENCODINGS, camera_info, depth_msg, rgb_image
 from unipixel_ros.synthetic.scenes import DEFAULT_HEIGHT, DEFAULT_WIDTH, SceneError, SyntheticStream, depth_image
@@ -52,8 +53,6 @@ def record(out: Path, seconds: float, storage: str = "mcap", rate: float = 10.0,
            namespace: str = "/camera", frame_id: str = "camera", start_ns: int = START_NS,
            horizontal_fov_deg: float = 60.0, depth_encoding: str = "16UC1") -> int:
     """Write the recording; returns the number of frames. ``depth_encoding`` "" leaves depth out."""
-    from unipixel_ros.replay.types import typestore  # noqa: PLC0415 - the msg definitions for the bag
-
     if not (seconds > 0 and rate > 0):
         raise ValueError(f"seconds and rate must be > 0, got {seconds} and {rate}")
     if depth_encoding and depth_encoding not in DEPTH_ENCODINGS:
@@ -86,7 +85,7 @@ def record(out: Path, seconds: float, storage: str = "mcap", rate: float = 10.0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m unipixel_ros.synthetic.record", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m unipixel_ros.replay.record", description=__doc__.split("\n")[0])
     p.add_argument("out", type=Path, help="bag directory to create (must not exist)")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--storage", choices=tuple(STORAGES), default="mcap")
