@@ -31,6 +31,10 @@ class GroundTruthEngine:
         frames_out = [FrameMask(mask=m, score=1.0, object_score=1.0, low_res_logits=torch.zeros(4, 4)) for m in masks]
         return ObjectSegmentation(frames_out, TrackState(cond={}))
 
+    def segment_seg_tokens_many(self, frames, keys, tokens) -> list[ObjectSegmentation]:
+        """The objects of one answer together, as the pipeline asks for them: one per token pair."""
+        return [self.segment_seg_tokens(frames, keys, pair) for pair in tokens]
+
 
 @pytest.fixture(scope="module")
 def model_and_processor():
