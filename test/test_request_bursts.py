@@ -15,7 +15,6 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from action_msgs.msg import GoalStatus  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
-from rclpy.action import ActionClient  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -107,9 +106,8 @@ def test_a_burst_of_action_goals_gets_every_goal_cancel_and_result_answered(setu
     client, _ = setup
     # Action clients stay until the client node closes: destroying one while the client's
     # executor spins can break that executor.
-    actions = [ActionClient(client.node, QueryAction, f"{SRV}/query", goal_service_qos_profile=CLIENT_QOS,
-                            result_service_qos_profile=CLIENT_QOS, cancel_service_qos_profile=CLIENT_QOS)
-               for _ in range(GOAL_BURST)]
+    actions = client.action_clients(QueryAction, f"{SRV}/query", GOAL_BURST, goal_service_qos_profile=CLIENT_QOS,
+                                    result_service_qos_profile=CLIENT_QOS, cancel_service_qos_profile=CLIENT_QOS)
     assert all(a.wait_for_server(timeout_sec=20) for a in actions)
     sends = [a.send_goal_async(QueryAction.Goal(camera="cam", text=f"goal {i}")) for i, a in enumerate(actions)]
     wait_all(sends, "goal responses")

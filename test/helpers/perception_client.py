@@ -127,8 +127,20 @@ class Client:
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.executor.add_node(self.node)
         self._lock = threading.Lock()
+        self._action_nodes: list[Any] = []
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
+
+    def action_clients(self, action_type: Any, name: str, count: int, **qos: Any) -> list[ActionClient]:
+        """``count`` action clients for ``name``, made on a node of their own that the executor
+        spins only once they are complete: rclpy's ActionClient registers with its node before
+        it has its lock, and an executor already spinning that node can reach it in between
+        (the spinning thread then dies with AttributeError '_lock')."""
+        node = rclpy.create_node(f"{self.node.get_name()}_actions_{len(self._action_nodes)}", context=self.context)
+        clients = [ActionClient(node, action_type, name, **qos) for _ in range(count)]
+        self._action_nodes.append(node)
+        self.executor.add_node(node)
+        return clients
 
     def publisher(self, msg_type: Any, topic: str, wait_subscribers: bool = True, timeout: float = 20) -> Any:
         pub = self.node.create_publisher(msg_type, topic, QoSProfile(depth=50))
@@ -162,12 +174,14 @@ class Client:
         return client.call_async(request)
 
     def action_client(self, action_type: Any, name: str) -> ActionClient:
-        client = ActionClient(self.node, action_type, name)
+        client, = self.action_clients(action_type, name, 1)
         if not client.wait_for_server(timeout_sec=20):
             raise AssertionError(f"action {name} did not appear")
         return client
 
     def close(self) -> None:
         stop_spinning(self.executor, self._thread)
+        for node in self._action_nodes:
+            node.destroy_node()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
