@@ -87,3 +87,25 @@ def test_3d_of_a_true_mask_over_the_synthetic_depth_scores_zero_error_and_an_off
     assert abs(wrong_shape["mean_z_error_m"]) >= 0.25 - 1e-3
     assert score_3d(truth, names[1], [_object3d(1, np.ones(3))], k) == {"object": names[1], "frames": 0,
                                                                         "without_3d": 1}
+
+
+def test_click_targets_stay_inside_their_shape_while_the_click_travels() -> None:
+    # The node segments its newest frame, a frame or more after the one the demo aimed at;
+    # the point must still be on the same shape there. The old choice (the deepest pixel of
+    # the aimed-at frame alone) landed off the shape, or on another, within the lead on
+    # these frames of the demo's default stream.
+    from unipixel_ros.demo import CLICK_LEAD_FRAMES, HEIGHT, NUM_OBJECTS, WIDTH, click_targets
+
+    stream = SyntheticStream(3, WIDTH, HEIGHT, NUM_OBJECTS)      # the demo's default seed
+    names = [o.name for o in stream.scene_at(0)[0].objects]
+    checked = 0
+    for index in range(20, 80, 3):
+        for aimed, name, x, y in click_targets(stream, stream.frame(index).image, index, first=names[0]):
+            assert aimed == index
+            k = names.index(name)
+            for lead in range(CLICK_LEAD_FRAMES + 1):
+                frame = stream.frame(index + lead)
+                assert frame.masks[k][int(y), int(x)], (index, name, lead)
+                assert not any(frame.masks[j][int(y), int(x)] for j in range(len(names)) if j != k), (index, name, lead)
+            checked += 1
+    assert checked >= 40

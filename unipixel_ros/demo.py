@@ -168,23 +168,39 @@ def write_png(path: Path, image: np.ndarray) -> None:
         raise DemoError(f"could not write {path}")
 
 
+# A click reaches the node a frame or two after the frame it was aimed at (the node segments
+# its newest frame), so the demo clicks where the shape will still be over this many frames.
+CLICK_LEAD_FRAMES = 3
+
+
 def click_targets(stream: Any, image: np.ndarray, hint: int, first: str) -> list[tuple[int, str, float, float]]:
-    """(frame index, object name, x, y) for each visible shape on the frame showing ``image``:
-    its most interior pixel; other shapes than ``first`` first, larger ones before smaller."""
+    """(frame index, object name, x, y) for each visible shape on the frame showing ``image``.
+
+    The point is the one deepest inside the shape on that frame and on the next
+    ``CLICK_LEAD_FRAMES`` (the frames the node may segment by the time the click arrives),
+    so a moving shape, or one passing behind another, is still under it. Other shapes than
+    ``first`` come first, those with a deeper point before the others.
+    """
     index = stream.index_of(image, range(max(0, hint - 40), hint + 40)) or stream.index_of(image, range(0, 400))
     if index is None:
         raise DemoError("the camera image is none of the synthetic stream's frames")
-    frame = stream.frame(index)
     scene, _ = stream.scene_at(index)
+    episode = stream.episode_frames
+    frames = [stream.frame(index + lead) for lead in range(CLICK_LEAD_FRAMES + 1)
+              if not episode or (index + lead) // episode == index // episode]    # the same scene
     targets = []
-    for k in sorted(range(len(frame.masks)), key=lambda k: (scene.objects[k].name == first, -frame.masks[k].sum())):
-        if frame.masks[k].any():
-            distance = cv2.distanceTransform(np.pad(frame.masks[k].astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
-            y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-            targets.append((index, scene.objects[k].name, float(x), float(y)))
+    for k, obj in enumerate(scene.objects):
+        if not frames[0].masks[k].any():
+            continue
+        depth = np.min([cv2.distanceTransform(np.pad(f.masks[k].astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+                        for f in frames], axis=0)
+        if depth.max() <= 0:    # no pixel stays inside: aim at the frame itself
+            depth = cv2.distanceTransform(np.pad(frames[0].masks[k].astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        targets.append((obj.name == first, -float(depth.max()), (index, obj.name, float(x), float(y))))
     if not targets:
         raise DemoError(f"no shape is visible on frame {index}")
-    return targets
+    return [t for *_, t in sorted(targets, key=lambda t: t[:2])]
 
 
 # How far past the last frame found the ground truth looks for the next one (60 s at 5 Hz).
