@@ -12,8 +12,9 @@ it, by default one drawn from the process id):
    subscribes to that depth, as separate processes, exactly as ``ros2 run`` would;
 2. asks the ``~/query`` action "Please segment the <colour> <shape>." about the last
    two seconds, printing the feedback, and keeps the segmented objects in memory;
-3. clicks (as rqt_image_view does) on the middle of another shape, which the node
-   segments with SAM 2 alone and keeps (clicking again, on the next shape, while the
+3. clicks (as rqt_image_view does) on another shape, at the point deepest inside it over
+   the next few frames (the node segments its newest frame when the click arrives),
+   which the node segments with SAM 2 alone and keeps (clicking again, on the next shape, while the
    node finds nothing there, which happens with a model that was not trained);
 4. records the tracked objects, label images and overlays for a few seconds;
 5. scores itself: the synthetic camera's frames are known, so every mask the node sent
