@@ -36,6 +36,7 @@ from rclpy.qos import QoSProfile
 from unipixel_ros.frames import FrameDecodeError
 from unipixel_ros.memory import MemoryBankError
 from unipixel_ros.object_store import ObjectStore
+from unipixel_ros.objects3d import quaternion_matrix
 from unipixel_ros.prompts import BoxPrompt, PointPrompt, PromptError, validate_request
 from unipixel_ros.ros.ingest import CameraFeed
 from unipixel_ros.ros.model_host import BusyError, ModelHost, ModelUnavailableError
@@ -70,16 +71,11 @@ def project_to_pixel(point: np.ndarray, k: np.ndarray) -> tuple[float, float]:
 
 
 def transform_point(translation: np.ndarray, rotation_xyzw: np.ndarray, point: np.ndarray) -> np.ndarray:
-    """``R(q) @ point + t`` for a transform given as a translation and a unit quaternion (x, y, z, w)."""
-    qx, qy, qz, qw = (float(v) for v in rotation_xyzw)
-    norm = np.sqrt(qx * qx + qy * qy + qz * qz + qw * qw)
-    if not norm > 0:
-        raise ClickError("the transform's rotation quaternion is zero")
-    qx, qy, qz, qw = qx / norm, qy / norm, qz / norm, qw / norm
-    rotation = np.array([
-        [1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)],
-        [2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)],
-        [2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)]])
+    """``R(q) @ point + t`` for a transform given as a translation and a quaternion (x, y, z, w)."""
+    try:
+        rotation = quaternion_matrix(rotation_xyzw)
+    except ValueError as err:
+        raise ClickError("the transform's rotation quaternion is zero") from err
     return rotation @ np.asarray(point, dtype=float) + np.asarray(translation, dtype=float)
 
 
