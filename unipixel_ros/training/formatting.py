@@ -39,6 +39,7 @@ from unipixel_ros.prompts import (SEG_TOKEN, BoxPrompt, PointPrompt, compose_que
 from unipixel_ros.regions import region_token_masks
 from unipixel_ros.sampling import plan_frames, select_frames
 from unipixel_ros.synthetic import SyntheticRequest
+from unipixel_ros.training.attributes import Attributes, request_attributes
 
 IGNORE = -100
 
@@ -70,6 +71,7 @@ class ChatExample:
     labels: torch.Tensor
     frames: np.ndarray
     seg_masks: np.ndarray | None = None
+    seed_attributes: list[Attributes] | None = None  # what each <|seg|>'s request words name
 
     @property
     def num_frames(self) -> int:
@@ -119,8 +121,10 @@ def text_referring_example(processor, request: SyntheticRequest) -> ChatExample:
     frames = request.video.images
     plan = plan_frames(len(frames), *frames.shape[1:3])
     masks = request.masks
-    return _chat_example("text_referring", processor, request.text.strip(), segmentation_response(len(masks)),
-                         select_frames(list(frames), plan), frames, seg_masks=masks)
+    example = _chat_example("text_referring", processor, request.text.strip(), segmentation_response(len(masks)),
+                            select_frames(list(frames), plan), frames, seg_masks=masks)
+    example.seed_attributes = request_attributes(request)
+    return example
 
 
 def prompted_examples(processor, request: SyntheticRequest, sam_image_size: int) -> tuple[ChatExample, ChatExample]:

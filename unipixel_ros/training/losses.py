@@ -46,6 +46,9 @@ class LossWeights:
     dice: float = 5.0
     iou: float = 5.0
     objectness: float = 5.0
+    # Not the paper's: the seg head's seeds against the attribute prompts SAM 2 learnt
+    # (:mod:`unipixel_ros.training.attributes`), for text requests.
+    seed: float = 5.0
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = FOCAL_ALPHA,
@@ -152,3 +155,10 @@ def language_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
     if not bool((labels != ignore_index).any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index)
+
+
+def seed_loss(seeds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of ``<SEG>`` seeds [N, S, C] against the prompts SAM 2 segments them from."""
+    if seeds.shape != targets.shape:
+        raise LossInputError(f"seeds {tuple(seeds.shape)} and targets {tuple(targets.shape)} differ in shape")
+    return ((seeds.float() - targets.float()) ** 2).mean()

@@ -28,10 +28,11 @@ from unipixel_ros.model.sam2_engine import Sam2Engine
 from unipixel_ros.prompts import PointPrompt
 from unipixel_ros.synthetic import RequestKind, random_request, random_video
 from unipixel_ros.synthetic.requests import MIN_PROMPT_PIXELS, RequestUnavailable, _make_prompt
+from unipixel_ros.training.attributes import AttributeExample, AttributePrompts, attribute_example
 from unipixel_ros.training.formatting import (ChatExample, ClickExample, caption_example, prompted_examples,
                                               text_referring_example)
 from unipixel_ros.training.losses import (FIT_BEST, FIT_KEPT, LossWeights, MaskLossTerms, frame_mask_losses,
-                                          language_loss)
+                                          language_loss, seed_loss)
 from unipixel_ros.training.recipe import PARAMETER_GROUPS, Recipe, Stage
 from unipixel_ros.training.sam2_path import FrameFeatures, encode_frames, segment_clip
 
@@ -72,10 +73,12 @@ class ExampleSource:
         kind = kinds[int(self.rng.integers(len(kinds)))]
         return random_request(self.rng, kind, num_frames=frames, width=size[0], height=size[1])
 
-    def draw(self, kind: str, frames: int, size: tuple[int, int]) -> list[ChatExample | ClickExample]:
+    def draw(self, kind: str, frames: int, size: tuple[int, int]) -> list[ChatExample | ClickExample | AttributeExample]:
         """One request of ``kind`` as the examples it trains (two passes for a prompted question)."""
         if kind == "click":
             return self._clicks(frames, size)
+        if kind == "attribute":
+            return [self._attributes(frames, size)]
         if kind == "caption":
             request = self._request([RequestKind.POINT_QUESTION, RequestKind.BOX_QUESTION], frames, size)
             return [caption_example(self.processor, request, self.sam_image_size)]
@@ -91,6 +94,15 @@ class ExampleSource:
         if request.prompts:
             return list(prompted_examples(self.processor, request, self.sam_image_size))
         return [text_referring_example(self.processor, request)]
+
+    def _attributes(self, frames: int, size: tuple[int, int]) -> AttributeExample:
+        """A fresh clip's objects seeded by their attributes (at most ``VIDEO_CLICK_OBJECTS`` on a clip)."""
+        for _ in range(100):
+            example = attribute_example(random_video(self.rng, frames, *size), self.rng,
+                                        limit=VIDEO_CLICK_OBJECTS if frames > 1 else None)
+            if example is not None:
+                return example
+        raise RequestUnavailable("no clip with an object visible on its first frame in 100 draws")
 
     def _clicks(self, frames: int, size: tuple[int, int]) -> list[ClickExample]:
         """Well-visible objects of a fresh clip, prompted on one frame by a point or a box each.
@@ -222,7 +234,9 @@ class Trainer:
 
     def __init__(self, model: PixelQwen2_5_VLForConditionalGeneration, processor, seed: int,
                  weights: LossWeights = LossWeights(), progress: bool = True,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, attributes: AttributePrompts | None = None) -> None:
+        """``attributes``: the attribute prompts SAM 2 learnt in earlier stages (a checkpoint's);
+        None starts a fresh table, which the language stages use only once a stage trained it."""
         self.model = model
         self.processor = processor
         self.seed = seed
@@ -230,6 +244,9 @@ class Trainer:
         self.progress = progress
         self.log = log
         self.engine = Sam2Engine(model.sam2)
+        self.attributes_learnt = attributes is not None
+        self.attributes = (attributes or AttributePrompts(int(model.sam2.sam_prompt_embed_dim), seed)).to(
+            model.sam2.no_mem_embed.device)
 
     def run(self, recipe: Recipe, after_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
         """Run every stage; ``after_stage`` sees each finished stage (e.g. to save a checkpoint)."""
@@ -250,6 +267,12 @@ class Trainer:
         if stage.prompt_encoder_from_sam:
             self.model.ref_encoder.load_state_dict(self.model.sam2.sam_prompt_encoder.state_dict())
         groups = optimizer_groups(self.model, stage)
+        learns_attributes = stage.mix.get("attribute", 0) > 0
+        if learns_attributes:
+            if stage.sam_lr_scale == 0 or "sam2" not in stage.groups:
+                raise TrainingError(f"stage {stage.name} draws attribute prompts but does not train SAM 2")
+            groups.append({"params": list(self.attributes.parameters()), "lr": stage.lr * stage.sam_lr_scale})
+        self.attributes.requires_grad_(learns_attributes)
         trained = [p for g in groups for p in g["params"]]
         optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
         peaks = [g["lr"] for g in optimizer.param_groups]
@@ -275,6 +298,9 @@ class Trainer:
                 history[key].append(float(value.detach()))
             if self.progress and (step % 10 == 0 or step == stage.steps - 1):
                 bar.set_postfix({k: f"{np.mean(v[-50:]):.3f}" for k, v in history.items() if k != "total"})
+        optimizer.zero_grad(set_to_none=True)
+        self.attributes_learnt |= learns_attributes
+        self.attributes.requires_grad_(False)    # only a stage that draws attribute prompts moves them
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         tail = max(1, stage.steps // 4)
         report = StageReport(stage.name, stage.steps, seconds, cpu_seconds,
@@ -283,9 +309,10 @@ class Trainer:
                  + ", ".join(f"{k} {v:.3f}" for k, v in report.losses.items()))
         return report
 
-    def step(self, examples: list[ChatExample | ClickExample]) -> dict[str, torch.Tensor]:
+    def step(self, examples: list[ChatExample | ClickExample | AttributeExample]) -> dict[str, torch.Tensor]:
         """Losses of one batch (all clips share length and frame size)."""
         lm_losses: list[torch.Tensor] = []
+        seed_losses: list[torch.Tensor] = []
         clips: list[np.ndarray] = []
         clip_of: dict[int, int] = {}
         # Click prompts (2 or 3 tokens) and <SEG> seeds (padding + seg tokens) differ in length,
@@ -301,6 +328,15 @@ class Trainer:
 
         sam2 = self.model.sam2
         for example in examples:
+            if isinstance(example, AttributeExample):
+                # Seeded on frame 0 in the <SEG> slots, as text referring is: one SAM 2 call with those.
+                job = jobs.setdefault(("seg", 0, True), _SamJob(0, sam2._use_multimask(True, None)))
+                clip = clip_index(example.frames)
+                for tokens, masks in zip(self.attributes.tokens(example.attributes), example.masks):
+                    job.prompts.append(seed_prompt(sam2, tokens.unsqueeze(0)))
+                    job.clips.append(clip)
+                    job.targets.append(masks)
+                continue
             if isinstance(example, ClickExample):
                 prompt = example.prompt
                 width, height = example.frames.shape[2], example.frames.shape[1]
@@ -322,6 +358,9 @@ class Trainer:
                 continue
             if out.seg_tokens.shape[0] != len(example.seg_masks):
                 raise TrainingError(f"{out.seg_tokens.shape[0]} <|seg|> tokens for {len(example.seg_masks)} masks")
+            if example.seed_attributes is not None and self.attributes_learnt:
+                targets = self.attributes.tokens(example.seed_attributes).detach()
+                seed_losses.append(seed_loss(out.seg_tokens, targets.to(out.seg_tokens.device)))
             job = jobs.setdefault(("seg", 0, True), _SamJob(0, sam2._use_multimask(True, None)))
             clip = clip_index(example.frames)
             for tokens, masks in zip(out.seg_tokens, example.seg_masks):
@@ -331,9 +370,11 @@ class Trainer:
 
         zero = torch.zeros((), device=sam2.no_mem_embed.device)
         lm = torch.stack(lm_losses).mean() if lm_losses else zero
+        seeds = torch.stack(seed_losses).mean() if seed_losses else zero
         terms = sam_losses(sam2, clips, list(jobs.values()), self.weights) if jobs else MaskLossTerms.zero(zero.device)
         mask = terms.weighted(self.weights)
         count = max(terms.objects, 1)
-        return {"total": self.weights.lm * lm + mask, "lm": lm.detach(), "focal": terms.focal.detach() / count,
+        return {"total": self.weights.lm * lm + self.weights.seed * seeds + mask, "lm": lm.detach(),
+                "seed": seeds.detach(), "focal": terms.focal.detach() / count,
                 "dice": terms.dice.detach() / count, "iou": terms.iou.detach() / count,
                 "objectness": terms.objectness.detach() / count}
