@@ -83,7 +83,11 @@ def test_mask_window_equals_sam2_tracking_loop_and_keeps_the_drawn_mask(sam):
     reference = _reference(sam, frames, 1, mask)
     assert len(result.frames) == 4
     for t, frame in enumerate(result.frames):
-        torch.testing.assert_close(frame.low_res_logits, reference[t], rtol=1e-4, atol=1e-4)
+        # The reference encodes the four frames in one backbone batch, the engine each frame on its
+        # own: on some CPUs (AMD EPYC here) the two summation orders differ in the last bits, and
+        # after the memory of three frames a logit can differ by 2.6e-4. A wrong memory, frame
+        # order or mask encoding moves the logits by whole units.
+        torch.testing.assert_close(frame.low_res_logits, reference[t], rtol=1e-3, atol=1e-3)
         assert frame.mask.shape == (H, W) and frame.mask.dtype == bool
     np.testing.assert_array_equal(result.frames[1].mask, mask)
     assert result.frames[1].visible and result.frames[1].score == 1.0
