@@ -14,12 +14,7 @@ from unipixel_ros.training.recipe import DEFAULT_RECIPE, RECIPES, Stage, build_u
 from unipixel_ros.training.trainer import ExampleSource, Trainer, stage_parameters
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _text_requests(kind: RequestKind, count: int, seed: int = 0):

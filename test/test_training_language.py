@@ -30,12 +30,7 @@ from unipixel_ros.training.trainer import Trainer, chat_forward, stage_parameter
 W, H = 96, 72
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _embeddings(model, examples, token_id: int) -> torch.Tensor:

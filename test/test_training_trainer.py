@@ -14,12 +14,7 @@ from unipixel_ros.training.recipe import DEFAULT_RECIPE, RecipeError, Stage, bui
 from unipixel_ros.training.trainer import ExampleSource, Trainer, lr_factor, stage_parameters
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_learning_rate_warms_up_linearly_then_decays_as_a_cosine():

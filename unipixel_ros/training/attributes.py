@@ -134,10 +134,6 @@ class AttributeExample:
     attributes: list[Attributes]
     masks: list[np.ndarray]            # [T, H, W] each
 
-    @property
-    def num_frames(self) -> int:
-        return int(self.frames.shape[0])
-
 
 def attribute_example(video: Video, rng: np.random.Generator, limit: int | None = None) -> AttributeExample | None:
     """The clip's objects well visible on frame 0, each named by one of its unique forms."""
