@@ -27,7 +27,8 @@ stream costs the node with tracking on. The model's own step is not included.
 
 Printed ratios: node CPU per frame / bare CPU per frame, and the node's resident
 memory at the end of the stream / after ``--rss-early`` seconds (clamped to a third
-of the stream), which must stay near 1.0 once the window is full.
+of the stream), which must stay near 1.0 once the window is full. ``n/a`` means the bare subscriber
+used less than one clock tick of CPU (1/SC_CLK_TCK s) in the measured span: run longer.
 Run a long stream with ``--seconds 600 --rss-early 60``.
 
 ``faults/f`` is minor page faults per frame. At 1080p the bare subscriber, which frees
@@ -60,6 +61,12 @@ def cpu_and_faults(pid: int) -> tuple[float, int]:
     """CPU seconds (user + system) and minor page faults of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[7])
+
+
+def ratio(numerator: float, denominator: float) -> str:
+    """``numerator / denominator`` in a 9-wide column; ``n/a`` when the baseline spent less CPU
+    than one /proc clock tick over the measured span (short runs on a fast machine)."""
+    return f"{numerator / denominator:>9.2f}" if denominator > 0 else f"{'n/a':>9}"
 
 
 def rss_mib(pid: int) -> float:
@@ -342,7 +349,7 @@ def main() -> None:
             for encoding in encodings:
                 r = run_case(width, height, encoding, args, counter)
                 print(f"{r['size']:>10} {r['encoding']:>5} {r['node_frames']:>8}/{r['bare_frames']:<8} "
-                      f"{r['bare_ms']:>9.3f} {r['node_ms']:>9.3f} {r['node_ms'] / r['bare_ms']:>9.2f} "
+                      f"{r['bare_ms']:>9.3f} {r['node_ms']:>9.3f} {ratio(r['node_ms'], r['bare_ms'])} "
                       f"{r['bare_faults']:>9.0f}/{r['node_faults']:<8.0f} "
                       f"{r['rss_early']:>8.0f}M {r['rss_end']:>7.0f}M {r['rss_end'] / r['rss_early']:>9.3f} "
                       f"{r['window_mib']:>7.0f}M {100 * r['delivered'][0]:>8.0f}%/{100 * r['delivered'][1]:<.0f}%"

@@ -144,13 +144,21 @@ def test_interrupt_during_queries() -> None:
         pub = client.node.create_publisher(Image, "/stop_query/cam/image_raw", QoSProfile(depth=10))
         wait_for(lambda: pub.get_subscription_count() > 0, 20, "the node's camera subscription")
         frame = np.full((24, 32, 3), 100, np.uint8)
-        for i in range(5):
-            pub.publish(image_msg(frame, time.time_ns(), "cam"))
-            time.sleep(0.05)
         query = client.node.create_client(Query, "/stop_query/unipixel/query")
         assert query.wait_for_service(timeout_sec=20)
-        futures = [query.call_async(Query.Request(camera="cam", text="red")) for _ in range(3)]
-        wait_for(lambda: node.calls("query"), 20, "a query running in the pipeline")
+        futures: list = []
+
+        def a_query_runs() -> bool:
+            # The publisher can see the node's subscription before the node has matched the
+            # publisher, and frames sent in that gap are lost: while a query comes back refused
+            # (no frame held yet), send another frame and ask again.
+            if not futures or futures[-1].done():
+                pub.publish(image_msg(frame, time.time_ns(), "cam"))
+                time.sleep(0.05)
+                futures.append(query.call_async(Query.Request(camera="cam", text="red")))
+            return bool(node.calls("query"))
+        wait_for(a_query_runs, 20, "a query running in the pipeline")
+        futures += [query.call_async(Query.Request(camera="cam", text="red")) for _ in range(2)]  # queued
         sent = time.monotonic()
         node.proc.send_signal(signal.SIGINT)
         status = node.proc.wait(30)
