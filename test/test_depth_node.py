@@ -9,6 +9,7 @@ Camera ``silent``: a depth topic that never publishes; the node serves 2-D and s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from helpers.fake_pipeline import disc  # noqa: E402
-from helpers.perception_client import Client, NodeProcess, camera_info_msg, image_msg, stamp_of, wait_for  # noqa: E402
+from helpers.perception_client import (Client, NodeProcess, camera_info_msg, image_msg, publish_until,  # noqa: E402
+                                       stamp_of, wait_for)
 from unipixel_ros.msg import ObjectMasksArray, VisualPrompt  # noqa: E402
 from unipixel_ros.srv import Query, RemoveObjects, ResetMemory  # noqa: E402
 
@@ -94,6 +96,16 @@ class Rig:
     def settle(self, camera: str, stamp: int) -> None:
         wait_for(lambda: self.newest_held(camera) == stamp, 20, f"the node to hold frame {stamp} of {camera}")
 
+    def deliver(self, camera: str, send: Callable[[], int], also: Callable[[], bool] = lambda: True) -> int:
+        """``send()`` (publishes one moment, returns its colour stamp) until the node holds the
+        frame of the latest call and ``also()``; returns that stamp. For publishers not yet
+        known to have reached the node: camera topics are best effort, and what is sent before
+        the node matched the publisher is lost."""
+        stamps: list[int] = []
+        publish_until(lambda: stamps.append(send()), lambda: self.newest_held(camera) == stamps[-1] and also(),
+                      20, f"the node to hold the newest frame of {camera}")
+        return stamps[-1]
+
     def status(self, name: str) -> dict[str, str]:
         for array in reversed(self.client.snapshot(self.diagnostics)):
             for status in array.status:
@@ -109,7 +121,9 @@ def rig():
     try:
         node.wait_ready()
         rig = Rig(client)
-        rig.settle("rgbd", rig.frame())
+        # until the node has taken a frame, a depth image and a CameraInfo of camera rgbd
+        rig.deliver("rgbd", rig.frame, lambda: int(rig.status("camera rgbd depth").get("received", 0)) >= 1
+                    and rig.status("camera rgbd").get("camera_info", "none received") != "none received")
         yield rig, node
     finally:
         client.close()
@@ -243,11 +257,16 @@ def test_bad_depth_is_counted_and_the_node_keeps_answering_in_2d(rig) -> None:
 
 def test_half_resolution_depth_that_does_not_scale_is_reported(rig) -> None:
     r, _ = rig
-    stamp = r.frame("half", depth_message=depth_msg(np.full((H // 2, W // 2), DEPTH_M, np.float32),
-                                                    0, "half_optical"))
-    # the depth above has stamp 0: publish one at the frame's stamp too
-    r.depth["half"].publish(depth_msg(np.full((H // 2, W // 2), DEPTH_M, np.float32), stamp, "half_optical"))
-    r.settle("half", stamp)
+
+    def send() -> int:
+        stamp = r.frame("half", depth_message=depth_msg(np.full((H // 2, W // 2), DEPTH_M, np.float32),
+                                                        0, "half_optical"))
+        # the depth above has stamp 0: publish one at the frame's stamp too
+        r.depth["half"].publish(depth_msg(np.full((H // 2, W // 2), DEPTH_M, np.float32), stamp, "half_optical"))
+        return stamp
+    # the first messages on camera half's topics: until the depth and its CameraInfo arrived too
+    stamp = r.deliver("half", send, lambda: all(int(r.status("camera half depth").get(key, 0)) >= 1
+                                                for key in ("received", "camera_infos")))
     prompt = VisualPrompt(type=VisualPrompt.POINT, object_index=0, x0=30.0, y0=20.0)
     reply = r.client.call(Query, f"{NODE}/query", Query.Request(camera="half", text="[0]?", prompts=[prompt],
                                                                 max_frames=1))
@@ -262,10 +281,13 @@ def test_a_depth_topic_that_never_publishes_leaves_2d_results_and_a_status_sayin
     r, _ = rig
     info = r.client.publisher(CameraInfo, f"{NS}/silent/camera_info")
     image = r.client.publisher(Image, f"{NS}/silent/image_raw")
-    stamp = time.time_ns()
-    info.publish(camera_info_msg(W, H, K, "silent_optical"))
-    image.publish(image_msg(r.image_rng.integers(40, 230, (H, W, 3), dtype=np.uint8), stamp, "silent_optical"))
-    r.settle("silent", stamp)
+
+    def send() -> int:
+        stamp = time.time_ns()
+        info.publish(camera_info_msg(W, H, K, "silent_optical"))
+        image.publish(image_msg(r.image_rng.integers(40, 230, (H, W, 3), dtype=np.uint8), stamp, "silent_optical"))
+        return stamp
+    stamp = r.deliver("silent", send)
     prompt = VisualPrompt(type=VisualPrompt.POINT, object_index=0, x0=30.0, y0=20.0)
     reply = r.client.call(Query, f"{NODE}/query", Query.Request(camera="silent", text="[0]?", prompts=[prompt],
                                                                 max_frames=1, remember=True))

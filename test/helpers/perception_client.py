@@ -36,6 +36,30 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     return value
 
 
+def publish_until(publish: Callable[[], Any], done: Callable[[], Any], timeout: float, what: str,
+                  every: float = 0.5) -> Any:
+    """Call ``publish()``, then wait for ``done()`` like :func:`wait_for`, calling ``publish()``
+    again every ``every`` s while it is false; returns the value of ``done()``.
+
+    For messages to the node's best-effort subscriptions (camera topics): a publisher sees
+    the node's subscription before the node has matched the publisher, and what is sent in
+    that gap is lost without a trace, so one publish after ``Client.publisher`` may never
+    arrive. ``publish`` should be safe to repeat (e.g. the same stamps again: the node drops
+    a stamp it already holds), or ``done`` should look for what the latest call sent.
+    """
+    deadline = time.monotonic() + timeout
+    again = time.monotonic()
+    while True:
+        if time.monotonic() >= again:
+            publish()
+            again = time.monotonic() + every
+        if value := done():
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
 class NodeProcess:
     """``test/helpers/perception_node.py`` with ``params`` (written to a params file) on top
     of ``params_file`` when one is given."""
