@@ -156,6 +156,22 @@ def test_remembered_objects_answer_follow_ups_and_track(pipeline, scripted) -> N
     assert memory.get(1).stamps[-1] == stamps[-1] + 100_000_000
 
 
+def test_tracking_steps_only_the_objects_behind_the_frame(pipeline) -> None:
+    """An object clicked on a newer frame is not stepped back onto an older one that an object
+    left behind still catches up through (SAM 2 takes each object's frames in time order)."""
+    frames, stamps = video(4)
+    memory = ObjectMemoryBank()
+    for frame_index in (0, 3):
+        obj = pipeline.segment_prompt([frames[frame_index]], [stamps[frame_index]],
+                                      PointPrompt(object_index=0, frame_index=0, x=20, y=10))
+        object_id = memory.add("click", [(stamps[frame_index], obj.masks[0], float(obj.scores[0]))])
+        memory.attach_tracking(object_id, obj.tracking)
+    assert set(pipeline.track(memory, frames[1], stamps[1])) == {1}
+    assert memory.get(2).stamps == (stamps[3],)
+    assert set(pipeline.track(memory, frames[2], stamps[2])) == {1}
+    assert set(pipeline.track(memory, video(1, seed=5)[0][0], stamps[3] + 100_000_000)) == {1, 2}
+
+
 def test_click_segments_with_sam_alone(pipeline, monkeypatch) -> None:
     monkeypatch.setattr(pipeline.model, "generate_greedy", lambda *a, **k: pytest.fail("no language model pass"))
     frames, stamps = video(3)

@@ -143,6 +143,19 @@ class ObjectMemoryBank:
         with self._lock:
             return self._entry(object_id).tracking
 
+    def newest_tracked(self) -> dict[int, int | None]:
+        """Id -> stamp of the newest mask held (None: none) of every object with a tracker state."""
+        with self._lock:
+            return {object_id: max(entry.frames) if entry.frames else None
+                    for object_id, entry in sorted(self._objects.items()) if entry.tracking is not None}
+
+    def tracked_before(self, stamp_ns: int) -> dict[int, object]:
+        """Id -> tracker state of every object that has one and holds no mask on frame
+        ``stamp_ns`` or later: the objects a tracking step onto that frame moves on."""
+        with self._lock:
+            return {object_id: entry.tracking for object_id, entry in sorted(self._objects.items())
+                    if entry.tracking is not None and (not entry.frames or max(entry.frames) < stamp_ns)}
+
     def get(self, object_id: int) -> ObjectRecord:
         """Snapshot of one object."""
         with self._lock:

@@ -172,9 +172,10 @@ class ObjectStore:
                         epoch: int | None = None) -> None:
         """Note one tracking step (bank id -> mask on frame ``stamp_ns``; the pipeline has
         stored the masks in the bank). Objects of the camera missing from ``tracked`` count
-        as not visible. ``epoch`` is the timeline of that frame: a step on a frame of a
-        timeline that has ended meanwhile is not recorded, and the masks the pipeline
-        stored for it are dropped."""
+        as not visible, except those the step left alone because they already hold a mask
+        on that frame or a newer one. ``epoch`` is the timeline of that frame: a step on a
+        frame of a timeline that has ended meanwhile is not recorded, and the masks the
+        pipeline stored for it are dropped."""
         with self._lock:
             bank = self.bank(camera)
             if epoch is not None and epoch != self._epochs.get(camera, 0):
@@ -182,8 +183,10 @@ class ObjectStore:
                     if bank_id in bank:
                         bank.discard_frame(bank_id, stamp_ns)
                 return
+            ahead = {bank_id for bank_id, newest in bank.newest_tracked().items()
+                     if bank_id not in tracked and newest is not None and newest >= stamp_ns}
             for (cam, bank_id), object_id in self._by_bank.items():
-                if cam == camera:
+                if cam == camera and bank_id not in ahead:
                     step = tracked.get(bank_id)
                     visible = step is not None and step.visible and bool(step.mask.any())
                     self._status[object_id].saw(stamp_ns, visible)

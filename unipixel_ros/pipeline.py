@@ -350,12 +350,17 @@ class UniPixelPipeline:
         return self._to_object(segmentation, label="click", object_index=prompt.object_index)
 
     def track(self, memory: ObjectMemoryBank, frame: np.ndarray, stamp: int) -> dict[int, TrackedMask]:
-        """Step every tracked object of ``memory`` onto a newer frame and record its mask there."""
+        """Step every tracked object of ``memory`` onto a newer frame and record its mask there.
+
+        Only objects whose newest mask is older than ``stamp`` are stepped (SAM 2 takes each
+        object's frames in time order): one that already holds this frame or a later one,
+        such as an object just clicked on the newest frame while others catch up to it, is
+        left out of the result.
+        """
         frame = _check_frames([frame], [stamp])[0]
         key = frame_key(frame, stamp)
         with self._lock:
-            states = {object_id: memory.tracking(object_id) for object_id in memory.ids() if object_id in memory}
-            states = {object_id: state for object_id, state in states.items() if state is not None}
+            states = memory.tracked_before(int(stamp))
             # One SAM 2 step for all of the camera's objects (each keeps its own memory).
             steps = self.engine.track_many(list(states.values()), frame, key)
             results = {object_id: TrackedMask(mask=step.mask, score=float(step.score), visible=step.visible)

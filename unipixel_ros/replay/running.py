@@ -29,7 +29,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -141,7 +141,8 @@ class Replay:
         if node.depth.target_frame and self.locator.enabled:
             LOG.warning(f"depth.target_frame '{node.depth.target_frame}' is not applied: a replay has no tf2, "
                         "3-D stays in each camera's optical frame")
-        self.tracking = TrackingCore(self.feeds, self.store, self.host, LOG, clock=arrival, locator=self.locator)
+        self.tracking = TrackingCore(self.feeds, self.store, self.host, LOG, clock=arrival, locator=self.locator,
+                                     catch_up=replace(perception.catch_up, rate_hz=0.0))   # every frame, as here
         self.tracking.emit = self._write_outputs
         self._track = perception.tracking_rate_hz > 0
         self.answerer = QueryAnswerer(self.feeds, self.store, self.host, perception.query,

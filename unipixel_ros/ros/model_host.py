@@ -265,6 +265,12 @@ class ModelHost:
                 self._running = ""
                 self._cond.notify_all()
 
+    @property
+    def served(self) -> int:
+        """Requests that have held the model so far (tracking steps not counted)."""
+        with self._cond:
+            return self._served
+
     def stats(self) -> HostStats:
         with self._cond:
             loading = self._running == LOADING

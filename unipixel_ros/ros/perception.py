@@ -37,7 +37,7 @@ from unipixel_ros.ros.objects3d_output import Locator
 from unipixel_ros.ros.params import ParameterError
 from unipixel_ros.ros.qos import qos_profile
 from unipixel_ros.ros.query_server import QueryServer, QuerySettings
-from unipixel_ros.ros.tracking import Tracker
+from unipixel_ros.ros.tracking import CatchUp, Tracker
 
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 _DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)\Z")
@@ -53,6 +53,7 @@ class PerceptionConfig:
     max_objects: int
     max_frames_per_object: int
     tracking_rate_hz: float
+    catch_up: CatchUp
     clicks: ClickSettings
 
 
@@ -134,6 +135,8 @@ def read_perception_config(node: Node) -> PerceptionConfig:
         max_objects=r.integer("memory.max_objects", 1),
         max_frames_per_object=r.integer("memory.max_frames_per_object", 1),
         tracking_rate_hz=r.number("tracking.rate_hz", 0.0),
+        catch_up=CatchUp(max_frames=r.integer("tracking.catch_up_frames", 0),
+                         rate_hz=r.number("tracking.rate_hz", 0.0)),
         clicks=ClickSettings(mode=r.choice("clicks.mode", CLICK_MODES),
                              box_timeout_s=r.number("clicks.box_timeout_s", 0.0, strict=True),
                              clicked_point_topic=r.text("clicks.clicked_point_topic")))
@@ -158,7 +161,7 @@ class Perception:
         output_qos = qos_profile(context.config.qos.output, context.config.qos.output_depth)
         self.locator = Locator(node, context.feeds, context.config.depth)
         self.tracker = Tracker(node, context.feeds, self.store, self.host, config.tracking_rate_hz, output_qos,
-                               locator=self.locator)
+                               locator=self.locator, catch_up=config.catch_up)
         self.query_server = QueryServer(node, context.feeds, self.store, self.host, config.query,
                                         on_remembered=self.tracker.publish_stored, locator=self.locator)
         self.memory_services = MemoryServices(node, self.store, on_removed=self.tracker.refresh)

@@ -15,7 +15,9 @@ query or click holds the model) and publishes, stamped with that frame's header:
   whose clicks on it come back as ``~/<camera>/overlay_mouse_left``).
 
 The images are only drawn while someone subscribes. After a query or click adds objects,
-the same outputs are published for the frame they were segmented on.
+the same outputs are published for the frame they were segmented on. The first step after
+requests held the model first tracks objects left behind through the frames they missed
+(:class:`CatchUp`).
 
 "New frame" means newer than the last one published, on the camera's current timeline:
 the frame window owns it (:attr:`~unipixel_ros.frames.FrameWindow.epoch`). When the
@@ -29,7 +31,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +57,7 @@ from unipixel_ros.tracking_schedule import StepOutcome, StepScheduler
 
 TRACKED_OBJECTS_TOPIC = "~/tracked_objects"
 TIMELINE_NOTICE_S = 10.0       # how long the status tells that a camera's stamps jumped back
+SPACING_TOLERANCE = 0.75        # catch-up frames: a camera's jitter may bring two frames this much closer
 
 
 def label_image_topic(camera: str) -> str:
@@ -72,9 +75,51 @@ class _CameraTracking:
     last_stamp: int = -1            # newest frame published for
     timeline_changed_at: float | None = None   # monotonic time the stamps last jumped back
     steps: int = 0
+    caught_up: int = 0              # past frames stepped to bring objects up to the newest
+    requests_seen: int = 0          # requests the model host had served at this camera's last step
     step_seconds: float = 0.0       # last tracking step's pipeline time
     failures: int = 0
     last_error: str = ""
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """How a tracking step brings objects left behind up to the newest frame.
+
+    SAM 2 follows an object from frame to frame. An object whose newest mask is older than
+    the frames a step would skip over (its query took seconds, or the model was busy
+    with requests) would jump straight to the newest frame, and a shape that moved far
+    meanwhile is then lost or mistaken. Instead the first step after requests (queries,
+    clicks, on any camera) held the model tracks them through the held frames in between, spaced as
+    tracking at ``rate_hz`` would have seen them, at most ``max_frames`` of them (the newest
+    ones; 0 = never), and only then on the newest frame. A model that is merely slower than
+    ``rate_hz`` does not catch up (it would never have stepped those frames, and stepping
+    them would only make it slower).
+    """
+
+    max_frames: int = 0
+    rate_hz: float = 0.0            # 0: every held frame
+
+    def frames(self, held: Sequence[Frame], newest_masks: Mapping[int, int | None], stamp_ns: int) -> list[Frame]:
+        """The held frames to step through before frame ``stamp_ns``, oldest first.
+
+        ``newest_masks`` is each tracked object's newest mask stamp (None: it holds none, as
+        after the camera's stamps jumped back, and has nothing to catch up from).
+        """
+        behind = [s for s in newest_masks.values() if s is not None and s < stamp_ns]
+        if self.max_frames <= 0 or not behind:
+            return []
+        since = min(behind)
+        spacing_ns = round(1e9 / self.rate_hz) if self.rate_hz > 0 else 0
+        chosen: list[Frame] = []
+        after = stamp_ns
+        for frame in reversed(held):
+            if len(chosen) == self.max_frames or frame.stamp_ns <= since:
+                break
+            if frame.stamp_ns < after and after - frame.stamp_ns >= spacing_ns * SPACING_TOLERANCE:
+                chosen.append(frame)
+                after = frame.stamp_ns
+        return chosen[::-1]
 
 
 def _frame_masks(objects: list[StoredObject], frame: Frame) -> list[tuple[StoredObject, np.ndarray]]:
@@ -140,9 +185,12 @@ class TrackingCore:
     """
 
     def __init__(self, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost, logger: Any,
-                 clock: Callable[[], float] = time.monotonic, locator: Locator | None = None) -> None:
-        """``locator`` adds each object's 3-D on the cameras with depth."""
+                 clock: Callable[[], float] = time.monotonic, locator: Locator | None = None,
+                 catch_up: CatchUp | None = None) -> None:
+        """``locator`` adds each object's 3-D on the cameras with depth; ``catch_up`` says how
+        objects left behind by a long request are stepped up to the newest frame."""
         self._store = store
+        self._catch_up = catch_up or CatchUp()
         self._locator = locator
         self._host = host
         self._logger = logger
@@ -169,6 +217,15 @@ class TrackingCore:
                 if pipeline is None:
                     return StepOutcome.MODEL_BUSY
                 began = time.perf_counter()
+                seen_before, cam.requests_seen = cam.requests_seen, self._host.served
+                past_frames = cam.feed.window.snapshot() if seen_before != cam.requests_seen else ()
+                for past in self._catch_up.frames(past_frames, bank.newest_tracked(), frame.stamp_ns):
+                    try:
+                        caught_up = pipeline.track(bank, past.image, past.stamp_ns)
+                    except FrameDecodeError:   # left the window; the camera's drops count it
+                        continue
+                    self._store.record_tracking(camera, past.stamp_ns, caught_up, epoch)
+                    cam.caught_up += 1
                 tracked = pipeline.track(bank, image, frame.stamp_ns)
                 cam.step_seconds = time.perf_counter() - began
             self._store.record_tracking(camera, frame.stamp_ns, tracked, epoch)
@@ -220,15 +277,16 @@ class Tracker:
 
     def __init__(self, node: Node, feeds: Mapping[str, CameraFeed], store: ObjectStore, host: ModelHost,
                  rate_hz: float, qos: QoSProfile, clock: Callable[[], float] = time.monotonic,
-                 locator: Locator | None = None) -> None:
-        """``locator`` adds the objects' 3-D (``Object3D``, markers, points) on cameras with depth."""
+                 locator: Locator | None = None, catch_up: CatchUp | None = None) -> None:
+        """``locator`` adds the objects' 3-D (``Object3D``, markers, points) on cameras with depth;
+        ``catch_up``: see :class:`CatchUp`."""
         self._node = node
         self._store = store
         self._host = host
         self._rate_hz = rate_hz
         self._qos = qos
         self._clock = clock
-        self.core = TrackingCore(feeds, store, host, node.get_logger(), clock, locator)
+        self.core = TrackingCore(feeds, store, host, node.get_logger(), clock, locator, catch_up)
         self._locator = locator
         self._cameras = self.core.cameras
         self._tracked_pub: Publisher | None = None
@@ -352,6 +410,7 @@ class Tracker:
                 level=level, name=f"{self._node.get_fully_qualified_name()}: tracking {name}", message=message,
                 values=[KeyValue(key="objects", value=str(len(objects))), KeyValue(key="lost", value=str(lost)),
                         KeyValue(key="steps", value=str(cam.steps)),
+                        KeyValue(key="caught_up_frames", value=str(cam.caught_up)),
                         KeyValue(key="step_seconds", value=f"{cam.step_seconds:.3f}"),
                         KeyValue(key="failures", value=str(cam.failures)),
                         KeyValue(key="rate_asked_hz", value=f"{self._rate_hz:g}"),

@@ -1,0 +1,177 @@
+"""Objects left behind by a long request are tracked through the frames they missed.
+
+A query's objects end at the query's frames; by the time it returns (seconds later, on a
+first query that waited for the model) the camera has moved on, and SAM 2 stepped straight
+onto the newest frame loses a shape that moved far. The first tracking step after requests
+held the model steps the objects behind through the held frames in between (spaced at the tracking rate, at most ``tracking.catch_up_frames``), then onto the
+newest; a model that is only slower than the rate does not. ROS-free apart from the
+message types; a recording pipeline double, about 2 s.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image
+
+from unipixel_ros.frames import Frame, WindowLimits
+from unipixel_ros.memory import ObjectMemoryBank
+from unipixel_ros.object_store import ObjectStore
+from unipixel_ros.results import TrackedMask
+from unipixel_ros.ros.conversions import BuiltinConverter
+from unipixel_ros.ros.ingest import CameraFeed
+from unipixel_ros.ros.model_host import ModelHost, ModelSettings
+from unipixel_ros.ros.params import CameraConfig
+from unipixel_ros.ros.tracking import CatchUp, TrackingCore
+from unipixel_ros.tracking_schedule import StepOutcome
+
+H, W = 6, 8
+S = 1_000_000_000
+LOG = logging.getLogger("test_tracking_catch_up")
+
+
+class RecordingPipeline:
+    """Steps each object behind the frame (the pipeline's rule), recording the stamps."""
+
+    def __init__(self) -> None:
+        self.stamps: list[tuple[int, list[int]]] = []
+
+    def track(self, memory: ObjectMemoryBank, frame: np.ndarray, stamp: int) -> dict[int, TrackedMask]:
+        moved = memory.tracked_before(stamp)
+        mask = np.ones((H, W), bool)
+        for object_id in moved:
+            memory.add_frame(object_id, stamp, mask, 0.9)
+        self.stamps.append((stamp, sorted(moved)))
+        return {object_id: TrackedMask(mask=mask, score=0.9, visible=True) for object_id in moved}
+
+
+def held(stamps: list[int]) -> list[Frame]:
+    return [Frame(np.zeros((H, W, 3), np.uint8), s, "cam") for s in stamps]
+
+
+def test_frames_are_the_newest_ones_spaced_at_the_rate_after_the_oldest_object() -> None:
+    frames = held([s * S // 10 for s in range(10, 51)])              # 10 Hz from 1.0 s to 5.0 s
+    pick = CatchUp(max_frames=25, rate_hz=5.0).frames(frames, {1: 3 * S, 2: 4 * S}, 5 * S)
+    assert [f.stamp_ns for f in pick] == [s * S // 10 for s in range(32, 50, 2)]   # 3.2 .. 4.8 s
+    few = CatchUp(max_frames=3, rate_hz=5.0).frames(frames, {1: 1 * S}, 5 * S)
+    assert [f.stamp_ns for f in few] == [44 * S // 10, 46 * S // 10, 48 * S // 10]
+    every = CatchUp(max_frames=100, rate_hz=0.0).frames(frames, {1: 45 * S // 10}, 5 * S)
+    assert [f.stamp_ns for f in every] == [s * S // 10 for s in range(46, 50)]
+
+
+@pytest.mark.parametrize("newest", [{}, {1: 5 * S}, {1: None}, {1: 6 * S}])
+def test_nothing_to_catch_up_when_no_object_is_behind(newest: dict) -> None:
+    frames = held([s * S // 10 for s in range(10, 51)])
+    assert CatchUp(max_frames=25, rate_hz=5.0).frames(frames, newest, 5 * S) == []
+    assert CatchUp(max_frames=0, rate_hz=5.0).frames(frames, {1: S}, 5 * S) == []
+
+
+def test_only_objects_behind_a_frame_are_stepped_onto_it() -> None:
+    bank = ObjectMemoryBank()
+    mask = np.ones((H, W), bool)
+    behind, ahead, bare, untracked = (bank.add(n, [(s, mask, 1.0)] if s else []) for n, s in
+                                      (("behind", 10), ("ahead", 30), ("bare", 0), ("untracked", 10)))
+    for object_id in (behind, ahead, bare):
+        bank.attach_tracking(object_id, f"state {object_id}")
+    assert bank.tracked_before(20) == {behind: f"state {behind}", bare: f"state {bare}"}
+    assert bank.tracked_before(30) == {behind: f"state {behind}", bare: f"state {bare}"}
+    assert bank.newest_tracked() == {behind: 10, ahead: 30, bare: None}
+
+
+def rig(max_frames: int = 25):
+    feed = CameraFeed(CameraConfig("cam", "cam/image_raw", "raw", ""), WindowLimits(100.0, 64, 10**8),
+                      BuiltinConverter(), LOG)
+    pipeline = RecordingPipeline()
+    host = ModelHost(ModelSettings("fake", "cpu", "float32", "torch"), "reject", 0, LOG,
+                     lambda settings, log: pipeline)
+    host.start_loading()
+    assert host.wait_ready(30)
+    store = ObjectStore({"cam": feed}, 4, 64, timelines={"cam": feed.window})
+    core = TrackingCore({"cam": feed}, store, host, LOG, catch_up=CatchUp(max_frames, rate_hz=5.0))
+    core.emit = lambda outputs: None
+    return feed, pipeline, host, store, core
+
+
+def stream(feed: CameraFeed, tenths: range) -> None:
+    for t in tenths:
+        msg = Image(height=H, width=W, encoding="rgb8", step=W * 3)
+        msg.data = bytes(H * W * 3)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t * S // 10, S)
+        msg.header.frame_id = "cam"
+        assert feed.on_image(msg) == "stored"
+
+
+def remember(host: ModelHost, store: ObjectStore, stamp_ns: int) -> int:
+    """An object as a request (holding the model) leaves it: masks up to its newest frame,
+    a tracker state."""
+    with host.exclusive("query"):
+        bank = store.bank("cam")
+        bank_id = bank.add("query", [(stamp_ns, np.ones((H, W), bool), 0.9)])
+        bank.attach_tracking(bank_id, "sam2 state")
+    return store.adopt("cam", bank_id)
+
+
+def test_a_query_object_is_tracked_through_the_frames_it_missed_then_onto_the_newest() -> None:
+    feed, pipeline, host, store, core = rig()
+    try:
+        stream(feed, range(10, 21))                   # 1.0 .. 2.0 s at 10 Hz
+        object_id = remember(host, store, 12 * S // 10)     # its query's frames ended at 1.2 s
+        core.publish_stored("cam", 12 * S // 10)
+        assert core.step("cam") is StepOutcome.STEPPED
+        assert [s for s, _ in pipeline.stamps] == [s * S // 10 for s in (14, 16, 18, 20)]
+        assert store.get(object_id).last_seen_ns == 2 * S and not store.get(object_id).lost
+        assert core.cameras["cam"].caught_up == 3
+
+        stream(feed, range(21, 26))                   # a slow model: 0.5 s since its last step
+        pipeline.stamps.clear()
+        assert core.step("cam") is StepOutcome.STEPPED
+        assert [s for s, _ in pipeline.stamps] == [25 * S // 10]   # no catching up on its own lag
+    finally:
+        host.unload()
+
+
+def test_an_object_clicked_on_the_newest_frame_is_not_stepped_back_while_others_catch_up() -> None:
+    feed, pipeline, host, store, core = rig()
+    try:
+        stream(feed, range(10, 21))
+        old = remember(host, store, 12 * S // 10)
+        clicked = remember(host, store, 2 * S)              # a click on the newest frame
+        core.publish_stored("cam", 2 * S)
+        stream(feed, range(21, 22))
+        assert core.step("cam") is StepOutcome.STEPPED
+        steps = dict(pipeline.stamps)
+        old_bank, clicked_bank = store.bank_id("cam", old), store.bank_id("cam", clicked)
+        assert [s for s, _ in pipeline.stamps] == [s * S // 10 for s in (13, 15, 17, 19, 21)]
+        assert steps[13 * S // 10] == [old_bank] and steps[19 * S // 10] == [old_bank]   # 2.0 s: ahead
+        assert steps[21 * S // 10] == sorted([old_bank, clicked_bank])
+        assert not store.get(clicked).lost and store.get(clicked).last_seen_ns == 21 * S // 10
+    finally:
+        host.unload()
+
+
+def test_objects_behind_without_a_request_do_not_catch_up() -> None:
+    """An object kept without the model (or a model only slower than the rate) steps onto the newest."""
+    feed, pipeline, host, store, core = rig()
+    try:
+        stream(feed, range(10, 21))
+        bank = store.bank("cam")
+        bank_id = bank.add("kept", [(12 * S // 10, np.ones((H, W), bool), 0.9)])
+        bank.attach_tracking(bank_id, "sam2 state")
+        store.adopt("cam", bank_id)
+        assert core.step("cam") is StepOutcome.STEPPED
+        assert [s for s, _ in pipeline.stamps] == [2 * S]
+    finally:
+        host.unload()
+
+
+def test_catching_up_off_jumps_straight_to_the_newest_frame() -> None:
+    feed, pipeline, host, store, core = rig(max_frames=0)
+    try:
+        stream(feed, range(10, 21))
+        remember(host, store, 12 * S // 10)
+        core.publish_stored("cam", 12 * S // 10)
+        assert core.step("cam") is StepOutcome.STEPPED
+        assert [s for s, _ in pipeline.stamps] == [2 * S]
+    finally:
+        host.unload()
