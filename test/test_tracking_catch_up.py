@@ -32,12 +32,15 @@ LOG = logging.getLogger("test_tracking_catch_up")
 
 
 class RecordingPipeline:
-    """Steps each object behind the frame (the pipeline's rule), recording the stamps."""
+    """Steps each object behind the frame (the pipeline's rule), recording the stamps;
+    ``during_step`` runs in every step (a camera that goes on publishing)."""
 
     def __init__(self) -> None:
         self.stamps: list[tuple[int, list[int]]] = []
+        self.during_step = lambda: None
 
     def track(self, memory: ObjectMemoryBank, frame: np.ndarray, stamp: int) -> dict[int, TrackedMask]:
+        self.during_step()
         moved = memory.tracked_before(stamp)
         mask = np.ones((H, W), bool)
         for object_id in moved:
@@ -127,6 +130,31 @@ def test_a_query_object_is_tracked_through_the_frames_it_missed_then_onto_the_ne
         pipeline.stamps.clear()
         assert core.step("cam") is StepOutcome.STEPPED
         assert [s for s, _ in pipeline.stamps] == [25 * S // 10]   # no catching up on its own lag
+    finally:
+        host.unload()
+
+
+def test_frames_that_arrive_while_catching_up_are_caught_up_with_too() -> None:
+    """Catching up takes time, and the camera goes on: the step ends on a frame that came
+    meanwhile, not on the one it started for (which would leave a new gap behind it)."""
+    feed, pipeline, host, store, core = rig()
+    calls = []
+
+    def camera_goes_on() -> None:                                    # a new frame every second step
+        calls.append(None)
+        if len(calls) % 2 == 0:
+            stream(feed, range(20 + len(calls) // 2, 21 + len(calls) // 2))
+    pipeline.during_step = camera_goes_on
+    try:
+        stream(feed, range(10, 21))
+        remember(host, store, 10 * S // 10)
+        assert core.step("cam") is StepOutcome.STEPPED
+        stepped = [s for s, _ in pipeline.stamps]
+        assert stepped == sorted(set(stepped)) and stepped[0] == 12 * S // 10
+        assert all(b - a >= 15 * S // 100 for a, b in zip(stepped, stepped[1:]))    # spaced at 5 Hz
+        assert stepped[-1] > 2 * S                                   # beyond the newest when it began
+        assert feed.window.latest().stamp_ns - stepped[-1] < S // 5  # within one period of the newest at the end
+        assert core.cameras["cam"].last_stamp == stepped[-1]          # and published there
     finally:
         host.unload()
 

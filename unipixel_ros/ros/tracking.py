@@ -100,23 +100,34 @@ class CatchUp:
     max_frames: int = 0
     rate_hz: float = 0.0            # 0: every held frame
 
-    def frames(self, held: Sequence[Frame], newest_masks: Mapping[int, int | None], stamp_ns: int) -> list[Frame]:
-        """The held frames to step through before frame ``stamp_ns``, oldest first.
+    @property
+    def spacing_ns(self) -> int:
+        """The least stamp difference between two frames stepped in turn."""
+        return round(SPACING_TOLERANCE * 1e9 / self.rate_hz) if self.rate_hz > 0 else 1
+
+    def spaced(self, later: Frame, earlier: Frame) -> bool:
+        """Whether tracking at the rate would step ``later`` after ``earlier``."""
+        return later.stamp_ns - earlier.stamp_ns >= self.spacing_ns
+
+    def frames(self, held: Sequence[Frame], newest_masks: Mapping[int, int | None], stamp_ns: int,
+               budget: int | None = None) -> list[Frame]:
+        """The held frames to step through before frame ``stamp_ns``, oldest first: the newest
+        ones, at most ``budget`` (default ``max_frames``).
 
         ``newest_masks`` is each tracked object's newest mask stamp (None: it holds none, as
         after the camera's stamps jumped back, and has nothing to catch up from).
         """
+        limit = self.max_frames if budget is None else min(budget, self.max_frames)
         behind = [s for s in newest_masks.values() if s is not None and s < stamp_ns]
-        if self.max_frames <= 0 or not behind:
+        if limit <= 0 or not behind:
             return []
         since = min(behind)
-        spacing_ns = round(1e9 / self.rate_hz) if self.rate_hz > 0 else 0
         chosen: list[Frame] = []
         after = stamp_ns
         for frame in reversed(held):
-            if len(chosen) == self.max_frames or frame.stamp_ns <= since:
+            if len(chosen) == limit or frame.stamp_ns <= since:
                 break
-            if frame.stamp_ns < after and after - frame.stamp_ns >= spacing_ns * SPACING_TOLERANCE:
+            if after - frame.stamp_ns >= self.spacing_ns:
                 chosen.append(frame)
                 after = frame.stamp_ns
         return chosen[::-1]
@@ -210,7 +221,7 @@ class TrackingCore:
         bank = self._store.bank(camera)
         if len(bank):
             try:
-                image = frame.image
+                frame.image                # decoded now, before the model is taken; the window keeps it
             except FrameDecodeError:       # it has left the window; the camera's drops count it
                 return StepOutcome.NO_NEW_FRAME
             with self._host.if_idle(camera) as pipeline:
@@ -218,21 +229,39 @@ class TrackingCore:
                     return StepOutcome.MODEL_BUSY
                 began = time.perf_counter()
                 seen_before, cam.requests_seen = cam.requests_seen, self._host.served
-                past_frames = cam.feed.window.snapshot() if seen_before != cam.requests_seen else ()
-                for past in self._catch_up.frames(past_frames, bank.newest_tracked(), frame.stamp_ns):
-                    try:
-                        caught_up = pipeline.track(bank, past.image, past.stamp_ns)
-                    except FrameDecodeError:   # left the window; the camera's drops count it
-                        continue
-                    self._store.record_tracking(camera, past.stamp_ns, caught_up, epoch)
-                    cam.caught_up += 1
-                tracked = pipeline.track(bank, image, frame.stamp_ns)
+                if seen_before != cam.requests_seen:
+                    frame = self._catch_up_to(camera, cam, pipeline, bank, frame, epoch)
+                tracked = pipeline.track(bank, frame.image, frame.stamp_ns)
                 cam.step_seconds = time.perf_counter() - began
             self._store.record_tracking(camera, frame.stamp_ns, tracked, epoch)
             cam.steps += 1
             cam.last_error = ""
         self.publish(camera, frame, epoch)
         return StepOutcome.STEPPED
+
+    def _catch_up_to(self, camera: str, cam: _CameraTracking, pipeline: Any, bank: Any, frame: Frame,
+                     epoch: int) -> Frame:
+        """Step the objects behind ``frame`` through the held frames before it (see :class:`CatchUp`);
+        returns the frame to step onto last. Frames keep coming while this runs: once caught up
+        with ``frame``, a newer one at least a tracking period later becomes the target, so the
+        step does not end with a new gap of its own making (within ``max_frames`` in all)."""
+        budget = self._catch_up.max_frames
+        while budget > 0:
+            past_frames = self._catch_up.frames(cam.feed.window.snapshot(), bank.newest_tracked(),
+                                                frame.stamp_ns, budget)
+            for past in past_frames:
+                try:
+                    moved = pipeline.track(bank, past.image, past.stamp_ns)
+                except FrameDecodeError:        # it has left the window; the camera's drops count it
+                    continue
+                self._store.record_tracking(camera, past.stamp_ns, moved, epoch)
+                cam.caught_up += 1
+            budget -= len(past_frames)
+            newer_epoch, newer = cam.feed.window.latest_with_epoch()
+            if not past_frames or newer is None or newer_epoch != epoch or not self._catch_up.spaced(newer, frame):
+                break
+            frame = newer
+        return frame
 
     def _follow_timeline(self, camera: str, cam: _CameraTracking, epoch: int) -> None:
         """Forget the last stamp once the camera's window started a new timeline (holds ``self.lock``)."""
