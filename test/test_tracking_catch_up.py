@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
+from test_lazy_frames import bogus_huffman, jpeg
+from test_lazy_frames import message as jpeg_message
 from unipixel_ros.frames import Frame, WindowLimits
 from unipixel_ros.memory import ObjectMemoryBank
 from unipixel_ros.object_store import ObjectStore
@@ -82,8 +84,8 @@ def test_only_objects_behind_a_frame_are_stepped_onto_it() -> None:
     assert bank.newest_tracked() == {behind: 10, ahead: 30, bare: None}
 
 
-def rig(max_frames: int = 25):
-    feed = CameraFeed(CameraConfig("cam", "cam/image_raw", "raw", ""), WindowLimits(100.0, 64, 10**8),
+def rig(max_frames: int = 25, transport: str = "raw"):
+    feed = CameraFeed(CameraConfig("cam", "cam/image_raw", transport, ""), WindowLimits(100.0, 64, 10**8),
                       BuiltinConverter(), LOG)
     pipeline = RecordingPipeline()
     host = ModelHost(ModelSettings("fake", "cpu", "float32", "torch"), "reject", 0, LOG,
@@ -155,6 +157,27 @@ def test_frames_that_arrive_while_catching_up_are_caught_up_with_too() -> None:
         assert stepped[-1] > 2 * S                                   # beyond the newest when it began
         assert feed.window.latest().stamp_ns - stepped[-1] < S // 5  # within one period of the newest at the end
         assert core.cameras["cam"].last_stamp == stepped[-1]          # and published there
+    finally:
+        host.unload()
+
+
+def test_a_corrupt_frame_arriving_while_catching_up_is_not_stepped_onto() -> None:
+    """The newest frame after catching up does not decode: the step ends on the one before it."""
+    feed, pipeline, host, store, core = rig(transport="compressed")
+    sent = []
+
+    def corrupt_frame_arrives() -> None:
+        if not sent:
+            sent.append(feed.on_image(jpeg_message(11, bogus_huffman(jpeg(11)))))
+    pipeline.during_step = corrupt_frame_arrives
+    try:
+        for second in range(1, 11):
+            assert feed.on_image(jpeg_message(second, jpeg(second))) == "stored"
+        remember(host, store, 2 * S)
+        assert core.step("cam") is StepOutcome.STEPPED
+        assert sent == ["stored"]                                   # its header is fine; its data is not
+        assert [s for s, _ in pipeline.stamps] == [second * S for second in range(3, 11)]
+        assert core.cameras["cam"].last_stamp == 10 * S
     finally:
         host.unload()
 

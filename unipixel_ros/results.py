@@ -79,5 +79,6 @@ class QueryPipeline(Protocol):
         ...
 
     def track(self, memory: ObjectMemoryBank, frame: np.ndarray, stamp: int) -> dict[int, TrackedMask]:
-        """Step every object of ``memory`` onto a new frame; returns memory id -> mask."""
+        """Step every object of ``memory`` whose newest mask is older than ``stamp`` onto the
+        frame (:meth:`ObjectMemoryBank.tracked_before`); returns memory id -> mask."""
         ...

@@ -46,9 +46,11 @@ from sensor_msgs.msg import Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from unipixel_ros.frames import Frame, FrameDecodeError
+from unipixel_ros.memory import ObjectMemoryBank
 from unipixel_ros.msg import ObjectMasksArray
 from unipixel_ros.object_store import ObjectStore, StoredObject
 from unipixel_ros.rendering import MAX_LABEL_ID, OverlayObject, label_image, overlay
+from unipixel_ros.results import QueryPipeline
 from unipixel_ros.ros.ingest import CameraFeed
 from unipixel_ros.ros.messages import header, image_msg, object_masks_msg
 from unipixel_ros.ros.objects3d_output import Located, Locator, Outputs3D, markers_topic, object3d_msg, points_topic
@@ -90,11 +92,11 @@ class CatchUp:
     the frames a step would skip over (its query took seconds, or the model was busy
     with requests) would jump straight to the newest frame, and a shape that moved far
     meanwhile is then lost or mistaken. Instead the first step after requests (queries,
-    clicks, on any camera) held the model tracks them through the held frames in between, spaced as
-    tracking at ``rate_hz`` would have seen them, at most ``max_frames`` of them (the newest
-    ones; 0 = never), and only then on the newest frame. A model that is merely slower than
-    ``rate_hz`` does not catch up (it would never have stepped those frames, and stepping
-    them would only make it slower).
+    clicks, on any camera) held the model tracks them through the held frames in between,
+    spaced as tracking at ``rate_hz`` would have seen them, at most ``max_frames`` of them
+    (the newest ones; 0 = never), and only then on the newest frame. A model that is merely
+    slower than ``rate_hz`` does not catch up (it would never have stepped those frames, and
+    stepping them would only make it slower).
     """
 
     max_frames: int = 0
@@ -239,8 +241,8 @@ class TrackingCore:
         self.publish(camera, frame, epoch)
         return StepOutcome.STEPPED
 
-    def _catch_up_to(self, camera: str, cam: _CameraTracking, pipeline: Any, bank: Any, frame: Frame,
-                     epoch: int) -> Frame:
+    def _catch_up_to(self, camera: str, cam: _CameraTracking, pipeline: QueryPipeline, bank: ObjectMemoryBank,
+                     frame: Frame, epoch: int) -> Frame:
         """Step the objects behind ``frame`` through the held frames before it (see :class:`CatchUp`);
         returns the frame to step onto last. Frames keep coming while this runs: once caught up
         with ``frame``, a newer one at least a tracking period later becomes the target, so the
@@ -259,6 +261,10 @@ class TrackingCore:
             budget -= len(past_frames)
             newer_epoch, newer = cam.feed.window.latest_with_epoch()
             if not past_frames or newer is None or newer_epoch != epoch or not self._catch_up.spaced(newer, frame):
+                break
+            try:
+                newer.image
+            except FrameDecodeError:            # the last target stays; the camera's drops count this one
                 break
             frame = newer
         return frame
