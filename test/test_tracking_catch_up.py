@@ -10,6 +10,8 @@ message types; a recording pipeline double, about 2 s.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -161,6 +163,87 @@ def test_frames_that_arrive_while_catching_up_are_caught_up_with_too() -> None:
         host.unload()
 
 
+def test_catch_up_frames_bounds_how_far_back_not_the_frames_that_come_meanwhile() -> None:
+    """A budget spent on the way back would end in a jump over what came meanwhile."""
+    feed, pipeline, host, store, core = rig(max_frames=4)
+    calls = []
+
+    def camera_goes_on() -> None:                                    # a new frame every second step
+        calls.append(None)
+        if len(calls) % 2 == 0:
+            stream(feed, range(20 + len(calls) // 2, 21 + len(calls) // 2))
+    pipeline.during_step = camera_goes_on
+    try:
+        stream(feed, range(10, 21))
+        remember(host, store, 10 * S // 10)
+        assert core.step("cam") is StepOutcome.STEPPED
+        stepped = [s for s, _ in pipeline.stamps]
+        assert stepped[:4] == [s * S // 10 for s in (12, 14, 16, 18)]   # the newest 4 of the way back
+        assert stepped[4:] == [20 * S // 10, 22 * S // 10]               # then what came meanwhile
+    finally:
+        host.unload()
+
+
+def test_a_model_too_slow_to_close_the_gap_stops_after_its_first_round() -> None:
+    """Two new frames (a tracking period) per step: chasing them would never end within the
+    budget, so the step ends on the frame it began for and the steps at the rate go on."""
+    feed, pipeline, host, store, core = rig()
+    arrived = [20]
+
+    def two_frames_per_step() -> None:
+        stream(feed, range(arrived[0] + 1, arrived[0] + 3))
+        arrived[0] += 2
+    pipeline.during_step = two_frames_per_step
+    try:
+        stream(feed, range(10, 21))
+        remember(host, store, 10 * S // 10)
+        assert core.step("cam") is StepOutcome.STEPPED
+        assert [s for s, _ in pipeline.stamps] == [s * S // 10 for s in (12, 14, 16, 18, 20)]
+        pipeline.stamps.clear()
+        assert core.step("cam") is StepOutcome.STEPPED              # no request since: straight to the newest
+        assert [s for s, _ in pipeline.stamps] == [feed.window.latest().stamp_ns - 2 * S // 10]
+    finally:
+        host.unload()
+
+
+def test_catching_up_gives_way_to_a_request_and_goes_on_after_it() -> None:
+    """A request that comes while catching up waits only for the frame being stepped; the
+    step publishes that frame, and the step after the request goes on from there."""
+    feed, pipeline, host, store, core = rig()
+    requests: list[threading.Thread] = []
+
+    def a_query_comes() -> None:
+        if len(pipeline.stamps) == 1 and not requests:
+            requests.append(threading.Thread(target=hold_briefly, args=(host,)))
+            requests[0].start()
+            wait_until(lambda: host.requests_waiting)
+    pipeline.during_step = a_query_comes
+    try:
+        stream(feed, range(10, 21))
+        remember(host, store, 10 * S // 10)
+        assert core.step("cam") is StepOutcome.STEPPED
+        assert [s for s, _ in pipeline.stamps] == [12 * S // 10, 14 * S // 10]
+        assert core.cameras["cam"].last_stamp == 14 * S // 10          # published where it stopped
+        requests[0].join(10)
+        pipeline.stamps.clear()
+        assert core.step("cam") is StepOutcome.STEPPED
+        assert [s for s, _ in pipeline.stamps] == [s * S // 10 for s in (16, 18, 20)]
+    finally:
+        host.unload()
+
+
+def hold_briefly(host: ModelHost) -> None:
+    with host.exclusive("query"):
+        pass
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
 def test_a_corrupt_frame_arriving_while_catching_up_is_not_stepped_onto() -> None:
     """The newest frame after catching up does not decode: the step ends on the one before it."""
     feed, pipeline, host, store, core = rig(transport="compressed")
@@ -193,8 +276,8 @@ def test_an_object_clicked_on_the_newest_frame_is_not_stepped_back_while_others_
         assert core.step("cam") is StepOutcome.STEPPED
         steps = dict(pipeline.stamps)
         old_bank, clicked_bank = store.bank_id("cam", old), store.bank_id("cam", clicked)
-        assert [s for s, _ in pipeline.stamps] == [s * S // 10 for s in (13, 15, 17, 19, 21)]
-        assert steps[13 * S // 10] == [old_bank] and steps[19 * S // 10] == [old_bank]   # 2.0 s: ahead
+        assert [s for s, _ in pipeline.stamps] == [s * S // 10 for s in (15, 17, 19, 21)]   # 1.3 s: too close to 1.2
+        assert steps[15 * S // 10] == [old_bank] and steps[19 * S // 10] == [old_bank]   # 2.0 s: ahead
         assert steps[21 * S // 10] == sorted([old_bank, clicked_bank])
         assert not store.get(clicked).lost and store.get(clicked).last_seen_ns == 21 * S // 10
     finally:

@@ -11,12 +11,15 @@ it, by default one drawn from the process id):
    registered 16-bit depth image: each shape flat at its own depth) and the node, which
    subscribes to that depth, as separate processes, exactly as ``ros2 run`` would;
 2. asks the ``~/query`` action "Please segment the <colour> <shape>." about the last
-   two seconds, printing the feedback, and keeps the segmented objects in memory;
+   two seconds, printing the feedback, keeps the segmented objects in memory and waits
+   until the node tracks them on new frames (it first steps them through the frames that
+   came while the query ran);
 3. clicks (as rqt_image_view does) on another shape, at the point deepest inside it over
    the next few frames (the node segments its newest frame when the click arrives),
    which the node segments with SAM 2 alone and keeps (clicking again, on the next shape, while the
    node finds nothing there, which happens with a model that was not trained);
-4. records the tracked objects, label images and overlays for a few seconds;
+4. records the tracked objects, label images and overlays for a few seconds, from when the
+   node publishes them again;
 5. scores itself: the synthetic camera's frames are known, so every mask the node sent
    (the query's, the click's and the tracked ones) is compared with the true mask of the
    shape it was asked for on the same frame (found from the frame's pixels), and the IoUs
@@ -418,6 +421,13 @@ def run(options: dict[str, str]) -> None:
         timings = {t.stage: round(t.seconds, 3) for t in result.timings}
         say(f"answer: {result.answer!r} ({len(result.objects)} objects, {timings.get('total', 0):.2f} s)")
         write_query_outputs(out, result, rec, overlay, OverlayObject)
+        if result.objects:
+            # The query's objects end at its frames, seconds old by now: the node first steps them
+            # through the frames that came meanwhile (tracking.catch_up_frames), then tracks them on.
+            answered_on = stamp_ns(result.frame_stamps[-1])
+            wait(lambda: any(stamp_ns(m.header.stamp) > answered_on and m.objects for m in list(rec.tracked)),
+                 60, "the node to track the query's objects on new frames")
+            say("the node tracks the query's objects on new frames")
 
         # -- the click -----------------------------------------------------------------------
         clicks = client.create_publisher(Point, f"{NAMESPACE}/{CAMERA}/image_raw_mouse_left", QoSProfile(depth=10))
@@ -443,6 +453,10 @@ def run(options: dict[str, str]) -> None:
         # -- tracking ------------------------------------------------------------------------
         track_seconds = float(options["track_seconds"])
         since = time.time_ns()
+        with rec.lock:
+            published = len(rec.tracked)
+        # A click that waited for the model is caught up with too before the node publishes again.
+        wait(lambda: len(rec.tracked) > published, 60, "the node to track the kept objects")
         say(f"tracking for {track_seconds:g} s")
         time.sleep(track_seconds)
         with rec.lock:

@@ -2,7 +2,7 @@
 
 The pipeline works on one camera's :class:`~unipixel_ros.memory.ObjectMemoryBank`
 (it stores the objects a query should remember, and tracking steps every object of the
-bank it is given onto that camera's frame and records the masks), so each camera has its
+bank that is behind that camera's frame onto it and records the masks), so each camera has its
 own bank. Users name objects by one id across the node (the memory
 services take bare ids, label images and messages carry them), so this store hands out
 node ids and maps them to (camera, bank id). It also keeps what the bank does not:

@@ -15,7 +15,9 @@ What runs is the node's own code, driven as the node drives it but synchronously
 * after each new frame the kept objects are tracked onto it
   (:class:`~unipixel_ros.ros.tracking.TrackingCore`): on every frame, where the live node
   steps at ``tracking.rate_hz`` (0 still turns tracking off), once every message logged at
-  the same time as the frame (its depth, CameraInfo) has been taken in;
+  the same time as the frame (its depth, CameraInfo) has been taken in; objects a request
+  left behind catch up through every held frame since (the node's ``tracking.catch_up_frames``,
+  spaced at ``tracking.rate_hz`` live);
 * on cameras with depth, the node's :class:`~unipixel_ros.ros.objects3d_output.Locator`
   gives query answers and tracked objects their ``Object3D`` and the markers and point
   cloud are written as well; a replay has no tf2, so 3-D stays in each camera's optical

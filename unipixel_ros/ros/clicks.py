@@ -114,10 +114,11 @@ def segment_click(feed: CameraFeed, store: ObjectStore, host: ModelHost, camera:
         raise ClickError(f"the newest frame does not decode, click again: {exc}") from exc
     with host.exclusive("click") as pipeline:
         obj = pipeline.segment_prompt([image], [frame.stamp_ns], prompt)
-    mask, score = obj.masks[0], float(obj.scores[0])
-    if not mask.any():
-        raise ClickError("the model found no object there")
-    object_id = store.add(camera, obj.label, [(frame.stamp_ns, mask, score)], obj.tracking, epoch)
+        mask, score = obj.masks[0], float(obj.scores[0])
+        if not mask.any():
+            raise ClickError("the model found no object there")
+        # Kept before the model is free, so the tracking step after this request finds it to catch up.
+        object_id = store.add(camera, obj.label, [(frame.stamp_ns, mask, score)], obj.tracking, epoch)
     return ClickedObject(object_id, frame.stamp_ns, int(mask.sum()), score)
 
 

@@ -271,6 +271,12 @@ class ModelHost:
         with self._cond:
             return self._served
 
+    @property
+    def requests_waiting(self) -> bool:
+        """Whether a request waits for the model (a long tracking step should give way)."""
+        with self._cond:
+            return bool(self._waiting)
+
     def stats(self) -> HostStats:
         with self._cond:
             loading = self._running == LOADING

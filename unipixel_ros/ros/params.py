@@ -100,8 +100,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("tracking.rate_hz", 5.0, "Kept objects are tracked on the newest frame at this "
               "rate [Hz]; 0 = no tracking."),
     ParamSpec("tracking.catch_up_frames", 50, "An object left behind (its query took seconds, or "
-              "requests held the model) is first tracked through at most this many held frames "
-              "up to the newest, spaced at tracking.rate_hz; 0 = it jumps to the newest frame."),
+              "requests held the model) is first tracked through the held frames it missed, spaced "
+              "at tracking.rate_hz, going back at most this many from the newest; 0 = it jumps to "
+              "the newest frame."),
     ParamSpec("clicks.mode", "point", "Click to segment with one click (point) or with two "
               "clicks as opposite box corners (box)."),
     ParamSpec("clicks.box_timeout_s", 10.0, "Box mode: the second corner must follow within "

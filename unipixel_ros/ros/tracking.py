@@ -50,7 +50,7 @@ from unipixel_ros.memory import ObjectMemoryBank
 from unipixel_ros.msg import ObjectMasksArray
 from unipixel_ros.object_store import ObjectStore, StoredObject
 from unipixel_ros.rendering import MAX_LABEL_ID, OverlayObject, label_image, overlay
-from unipixel_ros.results import QueryPipeline
+from unipixel_ros.results import QueryPipeline, TrackedMask
 from unipixel_ros.ros.ingest import CameraFeed
 from unipixel_ros.ros.messages import header, image_msg, object_masks_msg
 from unipixel_ros.ros.objects3d_output import Located, Locator, Outputs3D, markers_topic, object3d_msg, points_topic
@@ -78,7 +78,7 @@ class _CameraTracking:
     timeline_changed_at: float | None = None   # monotonic time the stamps last jumped back
     steps: int = 0
     caught_up: int = 0              # past frames stepped to bring objects up to the newest
-    requests_seen: int = 0          # requests the model host had served at this camera's last step
+    model_use_seen: tuple[int, int] = (0, 0)   # (requests served, others' catch-up frames) at the last step
     step_seconds: float = 0.0       # last tracking step's pipeline time
     failures: int = 0
     last_error: str = ""
@@ -93,10 +93,10 @@ class CatchUp:
     with requests) would jump straight to the newest frame, and a shape that moved far
     meanwhile is then lost or mistaken. Instead the first step after requests (queries,
     clicks, on any camera) held the model tracks them through the held frames in between,
-    spaced as tracking at ``rate_hz`` would have seen them, at most ``max_frames`` of them
-    (the newest ones; 0 = never), and only then on the newest frame. A model that is merely
-    slower than ``rate_hz`` does not catch up (it would never have stepped those frames, and
-    stepping them would only make it slower).
+    spaced as tracking at ``rate_hz`` would have seen them, going back at most ``max_frames``
+    of them from the newest (0 = never), and then through those that came meanwhile, before
+    it publishes the newest. A model that is merely slower than ``rate_hz`` does not catch up
+    (it would never have stepped those frames, and stepping them would only make it slower).
     """
 
     max_frames: int = 0
@@ -111,15 +111,14 @@ class CatchUp:
         """Whether tracking at the rate would step ``later`` after ``earlier``."""
         return later.stamp_ns - earlier.stamp_ns >= self.spacing_ns
 
-    def frames(self, held: Sequence[Frame], newest_masks: Mapping[int, int | None], stamp_ns: int,
-               budget: int | None = None) -> list[Frame]:
+    def frames(self, held: Sequence[Frame], newest_masks: Mapping[int, int | None], stamp_ns: int) -> list[Frame]:
         """The held frames to step through before frame ``stamp_ns``, oldest first: the newest
-        ones, at most ``budget`` (default ``max_frames``).
+        ones, at most ``max_frames``.
 
         ``newest_masks`` is each tracked object's newest mask stamp (None: it holds none, as
         after the camera's stamps jumped back, and has nothing to catch up from).
         """
-        limit = self.max_frames if budget is None else min(budget, self.max_frames)
+        limit = self.max_frames
         behind = [s for s in newest_masks.values() if s is not None and s < stamp_ns]
         if limit <= 0 or not behind:
             return []
@@ -127,7 +126,7 @@ class CatchUp:
         chosen: list[Frame] = []
         after = stamp_ns
         for frame in reversed(held):
-            if len(chosen) == limit or frame.stamp_ns <= since:
+            if len(chosen) == limit or frame.stamp_ns - since < self.spacing_ns:
                 break
             if after - frame.stamp_ns >= self.spacing_ns:
                 chosen.append(frame)
@@ -209,6 +208,7 @@ class TrackingCore:
         self._logger = logger
         self._clock = clock
         self.cameras = {name: _CameraTracking(feed, epoch=feed.window.epoch) for name, feed in feeds.items()}
+        self._caught_up_total = 0              # catch-up frames stepped on every camera (each holds the model)
         self.emit: Callable[[FrameOutputs], None] | None = None
         self.lock = threading.Lock()           # a tracking step and a query's publish_stored may race
 
@@ -230,10 +230,15 @@ class TrackingCore:
                 if pipeline is None:
                     return StepOutcome.MODEL_BUSY
                 began = time.perf_counter()
-                seen_before, cam.requests_seen = cam.requests_seen, self._host.served
-                if seen_before != cam.requests_seen:
-                    frame = self._catch_up_to(camera, cam, pipeline, bank, frame, epoch)
-                tracked = pipeline.track(bank, frame.image, frame.stamp_ns)
+                model_use = (self._host.served, self._caught_up_total - cam.caught_up)
+                tracked = None
+                if model_use != cam.model_use_seen:
+                    frame, tracked = self._catch_up_to(camera, cam, pipeline, bank, frame, epoch)
+                    if frame is None:
+                        return StepOutcome.MODEL_BUSY      # a request came first; catch up after it
+                if tracked is None:
+                    tracked = pipeline.track(bank, frame.image, frame.stamp_ns)
+                cam.model_use_seen = model_use
                 cam.step_seconds = time.perf_counter() - began
             self._store.record_tracking(camera, frame.stamp_ns, tracked, epoch)
             cam.steps += 1
@@ -242,32 +247,45 @@ class TrackingCore:
         return StepOutcome.STEPPED
 
     def _catch_up_to(self, camera: str, cam: _CameraTracking, pipeline: QueryPipeline, bank: ObjectMemoryBank,
-                     frame: Frame, epoch: int) -> Frame:
-        """Step the objects behind ``frame`` through the held frames before it (see :class:`CatchUp`);
-        returns the frame to step onto last. Frames keep coming while this runs: once caught up
-        with ``frame``, a newer one at least a tracking period later becomes the target, so the
-        step does not end with a new gap of its own making (within ``max_frames`` in all)."""
-        budget = self._catch_up.max_frames
-        while budget > 0:
-            past_frames = self._catch_up.frames(cam.feed.window.snapshot(), bank.newest_tracked(),
-                                                frame.stamp_ns, budget)
+                     frame: Frame, epoch: int) -> tuple[Frame | None, dict[int, TrackedMask] | None]:
+        """Step the objects behind ``frame`` through the held frames before it (see :class:`CatchUp`).
+
+        Returns the frame to publish and, when catching up stopped early for a waiting request,
+        what the step onto it gave (None: it is still to be stepped onto); the frame is None when
+        a request waited before anything was stepped. Frames keep coming meanwhile: once caught
+        up with ``frame``, a newer one at least a tracking period later becomes the target, as
+        long as each round is shorter than the one before (so it ends; a model too slow to close
+        the gap leaves the rest to the steps at the rate).
+        """
+        stepped: tuple[Frame, dict[int, TrackedMask]] | None = None
+        past_frames = self._catch_up.frames(cam.feed.window.snapshot(), bank.newest_tracked(), frame.stamp_ns)
+        while past_frames:
             for past in past_frames:
+                if self._host.requests_waiting or cam.feed.window.epoch != epoch:
+                    return stepped if stepped else (None, None)
                 try:
                     moved = pipeline.track(bank, past.image, past.stamp_ns)
-                except FrameDecodeError:        # it has left the window; the camera's drops count it
+                except FrameDecodeError:            # it has left the window; the camera's drops count it
                     continue
-                self._store.record_tracking(camera, past.stamp_ns, moved, epoch)
+                if stepped is not None:
+                    self._store.record_tracking(camera, stepped[0].stamp_ns, stepped[1], epoch)
+                stepped = (past, moved)
                 cam.caught_up += 1
-            budget -= len(past_frames)
+                self._caught_up_total += 1
             newer_epoch, newer = cam.feed.window.latest_with_epoch()
-            if not past_frames or newer is None or newer_epoch != epoch or not self._catch_up.spaced(newer, frame):
+            if newer is None or newer_epoch != epoch or not self._catch_up.spaced(newer, frame):
                 break
+            next_frames = self._catch_up.frames(cam.feed.window.snapshot(), bank.newest_tracked(), newer.stamp_ns)
+            if len(next_frames) >= len(past_frames):
+                break                               # not closing in: the steps at the rate take it from here
             try:
                 newer.image
-            except FrameDecodeError:            # the last target stays; the camera's drops count this one
+            except FrameDecodeError:                # the last target stays; the camera's drops count this one
                 break
-            frame = newer
-        return frame
+            frame, past_frames = newer, next_frames
+        if stepped is not None:
+            self._store.record_tracking(camera, stepped[0].stamp_ns, stepped[1], epoch)
+        return frame, None
 
     def _follow_timeline(self, camera: str, cam: _CameraTracking, epoch: int) -> None:
         """Forget the last stamp once the camera's window started a new timeline (holds ``self.lock``)."""
