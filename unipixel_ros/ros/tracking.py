@@ -78,7 +78,7 @@ class _CameraTracking:
     timeline_changed_at: float | None = None   # monotonic time the stamps last jumped back
     steps: int = 0
     caught_up: int = 0              # past frames stepped to bring objects up to the newest
-    model_use_seen: tuple[int, int] = (0, 0)   # (requests served, others' catch-up frames) at the last step
+    requests_seen: int = 0          # requests the model host had served at this camera's last step
     step_seconds: float = 0.0       # last tracking step's pipeline time
     failures: int = 0
     last_error: str = ""
@@ -96,7 +96,10 @@ class CatchUp:
     spaced as tracking at ``rate_hz`` would have seen them, going back at most ``max_frames``
     of them from the newest (0 = never), and then through those that came meanwhile, before
     it publishes the newest. A model that is merely slower than ``rate_hz`` does not catch up
-    (it would never have stepped those frames, and stepping them would only make it slower).
+    (it would never have stepped those frames, and stepping them would only make it slower),
+    and neither does a camera whose steps waited for another camera's catching up: with a
+    slow model the cameras would take turns catching up with each other and track at a
+    fraction of the rate.
     """
 
     max_frames: int = 0
@@ -208,7 +211,6 @@ class TrackingCore:
         self._logger = logger
         self._clock = clock
         self.cameras = {name: _CameraTracking(feed, epoch=feed.window.epoch) for name, feed in feeds.items()}
-        self._caught_up_total = 0              # catch-up frames stepped on every camera (each holds the model)
         self.emit: Callable[[FrameOutputs], None] | None = None
         self.lock = threading.Lock()           # a tracking step and a query's publish_stored may race
 
@@ -230,15 +232,15 @@ class TrackingCore:
                 if pipeline is None:
                     return StepOutcome.MODEL_BUSY
                 began = time.perf_counter()
-                model_use = (self._host.served, self._caught_up_total - cam.caught_up)
+                served = self._host.served
                 tracked = None
-                if model_use != cam.model_use_seen:
+                if served != cam.requests_seen:
                     frame, tracked = self._catch_up_to(camera, cam, pipeline, bank, frame, epoch)
                     if frame is None:
                         return StepOutcome.MODEL_BUSY      # a request came first; catch up after it
                 if tracked is None:
                     tracked = pipeline.track(bank, frame.image, frame.stamp_ns)
-                cam.model_use_seen = model_use
+                cam.requests_seen = served
                 cam.step_seconds = time.perf_counter() - began
             self._store.record_tracking(camera, frame.stamp_ns, tracked, epoch)
             cam.steps += 1
@@ -271,7 +273,6 @@ class TrackingCore:
                     self._store.record_tracking(camera, stepped[0].stamp_ns, stepped[1], epoch)
                 stepped = (past, moved)
                 cam.caught_up += 1
-                self._caught_up_total += 1
             newer_epoch, newer = cam.feed.window.latest_with_epoch()
             if newer is None or newer_epoch != epoch or not self._catch_up.spaced(newer, frame):
                 break
