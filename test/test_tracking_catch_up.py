@@ -109,6 +109,17 @@ def stream(feed: CameraFeed, tenths: range) -> None:
         assert feed.on_image(msg) == "stored"
 
 
+def frame_every_second_step(feed: CameraFeed):
+    """A camera that goes on at 10 Hz while tracking steps every 50 ms: frames from 2.1 s on."""
+    calls = []
+
+    def camera_goes_on() -> None:
+        calls.append(None)
+        if len(calls) % 2 == 0:
+            stream(feed, range(20 + len(calls) // 2, 21 + len(calls) // 2))
+    return camera_goes_on
+
+
 def remember(host: ModelHost, store: ObjectStore, stamp_ns: int) -> int:
     """An object as a request (holding the model) leaves it: masks up to its newest frame,
     a tracker state."""
@@ -142,13 +153,7 @@ def test_frames_that_arrive_while_catching_up_are_caught_up_with_too() -> None:
     """Catching up takes time, and the camera goes on: the step ends on a frame that came
     meanwhile, not on the one it started for (which would leave a new gap behind it)."""
     feed, pipeline, host, store, core = rig()
-    calls = []
-
-    def camera_goes_on() -> None:                                    # a new frame every second step
-        calls.append(None)
-        if len(calls) % 2 == 0:
-            stream(feed, range(20 + len(calls) // 2, 21 + len(calls) // 2))
-    pipeline.during_step = camera_goes_on
+    pipeline.during_step = frame_every_second_step(feed)
     try:
         stream(feed, range(10, 21))
         remember(host, store, 10 * S // 10)
@@ -166,13 +171,7 @@ def test_frames_that_arrive_while_catching_up_are_caught_up_with_too() -> None:
 def test_catch_up_frames_bounds_how_far_back_not_the_frames_that_come_meanwhile() -> None:
     """A budget spent on the way back would end in a jump over what came meanwhile."""
     feed, pipeline, host, store, core = rig(max_frames=4)
-    calls = []
-
-    def camera_goes_on() -> None:                                    # a new frame every second step
-        calls.append(None)
-        if len(calls) % 2 == 0:
-            stream(feed, range(20 + len(calls) // 2, 21 + len(calls) // 2))
-    pipeline.during_step = camera_goes_on
+    pipeline.during_step = frame_every_second_step(feed)
     try:
         stream(feed, range(10, 21))
         remember(host, store, 10 * S // 10)

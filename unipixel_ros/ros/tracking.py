@@ -121,15 +121,14 @@ class CatchUp:
         ``newest_masks`` is each tracked object's newest mask stamp (None: it holds none, as
         after the camera's stamps jumped back, and has nothing to catch up from).
         """
-        limit = self.max_frames
         behind = [s for s in newest_masks.values() if s is not None and s < stamp_ns]
-        if limit <= 0 or not behind:
+        if self.max_frames <= 0 or not behind:
             return []
         since = min(behind)
         chosen: list[Frame] = []
         after = stamp_ns
         for frame in reversed(held):
-            if len(chosen) == limit or frame.stamp_ns - since < self.spacing_ns:
+            if len(chosen) == self.max_frames or frame.stamp_ns - since < self.spacing_ns:
                 break
             if after - frame.stamp_ns >= self.spacing_ns:
                 chosen.append(frame)
