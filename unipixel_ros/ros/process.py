@@ -40,7 +40,11 @@ class StopRequest:
 
     A Python signal handler runs on the main thread between two bytecodes, possibly while
     that thread holds a lock (``threading.Event.set`` would then deadlock), so the handler
-    only writes a byte to a pipe that :meth:`wait` reads.
+    only writes a byte to a pipe that :meth:`wait` reads. The kernel hands a signal to any
+    thread that does not block it (a DDS or executor thread as often as the main one), and
+    the main thread, blocked in :meth:`wait`'s read, would then run no handler at all:
+    the pipe is also the signal wakeup fd, which the interpreter writes to from whichever
+    thread took the signal.
     """
 
     def __init__(self) -> None:
@@ -50,6 +54,7 @@ class StopRequest:
 
     def install(self) -> None:
         """Make SIGINT and SIGTERM set this request (main thread only)."""
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
 
@@ -64,10 +69,22 @@ class StopRequest:
             pass
 
     def wait(self) -> None:
-        """Block until set (returns at once if it already was)."""
-        os.read(self._read, 1)
+        """Block until set (returns at once if it already was).
+
+        The pipe holds ``0`` for :meth:`set` and the number of each signal taken (the
+        wakeup fd writes one for every signal with a Python handler): others are skipped.
+        """
+        stops = {0, *(int(s) for s in STOP_SIGNALS)}
+        while os.read(self._read, 1)[0] not in stops:
+            pass
+        self.requested = True
 
     def close(self) -> None:
+        """Close the pipe, first handing the wakeup fd back if it is this pipe's (main thread)."""
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.set_wakeup_fd(-1)
+            if previous not in (-1, self._write):
+                signal.set_wakeup_fd(previous, warn_on_full_buffer=False)
         os.close(self._read)
         os.close(self._write)
 
