@@ -19,6 +19,7 @@ from unipixel_ros.training.checkpoint import read_training_log
 from unipixel_ros.scoring import mask_iou
 from unipixel_ros.training.evaluate import evaluate
 from unipixel_ros.training.recipe import DEFAULT_RECIPE
+from unipixel_ros.training.tracking_eval import track_stream
 
 COUNT = 16
 # What the shipped weights reach on the first COUNT held-out requests of each category, less
@@ -110,3 +111,15 @@ def test_a_prompt_on_frame_k_segments_the_object_where_it_is_on_frame_k(pipeline
     masks = pipeline.segment_prompt(list(video.images), _stamps(6), prompt).masks
     assert mask_iou(masks[k], video.masks[obj, k]) >= 0.6
     assert mask_iou(masks[k], video.masks[obj, 0]) < 0.2
+
+
+def test_a_clicked_shape_stays_tracked_and_channel_order_matters(pipeline):
+    """Stream 1 (MODEL_CARD.md, "Tracking over many frames"): its yellow hexagon is held at
+    IoU > 0.8 for 6 frames; its blue square is lost at once, and found with red and blue
+    swapped (the loss follows the colour the model sees, not the scene)."""
+    tracks = {t.colour: t for t in track_stream(pipeline, 1, 6)}
+    assert set(tracks) == {"blue", "purple", "yellow"}
+    assert tracks["yellow"].held and min(tracks["yellow"].tracked_iou) > 0.8
+    assert not tracks["blue"].held
+    swapped = {t.colour: t for t in track_stream(pipeline, 1, 6, swap_channels=True)}
+    assert swapped["blue"].held

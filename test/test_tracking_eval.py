@@ -1,0 +1,48 @@
+"""The long-track evaluation's parts: where it clicks, what counts as held, the table."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unipixel_ros.training.tracking_eval import Track, by_colour, deepest_point, main
+
+
+def test_the_click_is_the_pixel_farthest_inside() -> None:
+    mask = np.zeros((40, 60), bool)
+    mask[5:25, 10:50] = True                      # a 20 x 40 bar: the middle row, away from the ends
+    x, y = deepest_point(mask)
+    assert 14 <= y <= 15 and 19 <= x <= 40
+    ell = np.zeros((40, 40), bool)
+    ell[0:40, 0:8] = ell[32:40, 0:40] = True      # an L: its bounding-box centre is outside it
+    x, y = deepest_point(ell)
+    assert ell[int(y), int(x)]
+    edge = np.zeros((10, 10), bool)
+    edge[:, :3] = True                            # touching the border: the border is an outline too
+    assert deepest_point(edge)[0] == 1
+    with pytest.raises(ValueError):
+        deepest_point(np.zeros((4, 4), bool))
+
+
+def test_held_means_every_tracked_frame_at_half_iou() -> None:
+    assert Track(0, "red", "circle", 0.9, (0.9, 0.5, 0.7)).held
+    lost = Track(0, "red", "circle", 0.9, (0.9, 0.49, 0.9))
+    assert not lost.held and lost.first_lost == 2
+    assert Track(0, "red", "circle", 0.9, (0.9, 0.6)).first_lost is None
+
+
+def test_the_table_is_per_colour_in_palette_order() -> None:
+    tracks = [Track(0, "blue", "square", 0.8, (0.2, 0.0)), Track(1, "red", "circle", 0.6, (0.9, 0.7)),
+              Track(2, "blue", "circle", 0.6, (0.8, 0.6))]
+    table = by_colour(tracks)
+    assert list(table) == ["red", "blue"]
+    assert table["blue"]["shapes"] == 2 and table["blue"]["held"] == 1
+    assert table["blue"]["clicked_iou"] == pytest.approx(0.7)
+    assert table["blue"]["tracked_iou"] == pytest.approx((0.1 + 0.7) / 2)
+    assert table["red"]["held"] == 1
+
+
+def test_the_command_prints_a_row_per_colour(capsys) -> None:
+    assert main(["--model", "tiny", "--seeds", "1", "--frames", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["colour", "shapes", "clicked", "IoU", "tracked", "IoU", "held"]
+    assert "held " in out.splitlines()[-1]
