@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unipixel_ros.training.tracking_eval import Track, by_colour, deepest_point, main
+import argparse
+
+from unipixel_ros.training.tracking_eval import Track, by_colour, channel_order, deepest_point, main
 
 
 def test_the_click_is_the_pixel_farthest_inside() -> None:
@@ -41,8 +43,15 @@ def test_the_table_is_per_colour_in_palette_order() -> None:
     assert table["red"]["held"] == 1
 
 
+def test_a_channel_order_is_a_permutation() -> None:
+    assert channel_order("2,1,0") == (2, 1, 0)
+    for bad in ("0,1", "0,0,1", "r,g,b", "0,1,3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            channel_order(bad)
+
+
 def test_the_command_prints_a_row_per_colour(capsys) -> None:
-    assert main(["--model", "tiny", "--seeds", "1", "--frames", "1", "--threads", "1"]) == 0
+    assert main(["--model", "tiny", "--seeds", "1", "--frames", "1", "--threads", "1", "--channels", "0,2,1"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["colour", "shapes", "clicked", "IoU", "tracked", "IoU", "held"]
     assert "held " in out.splitlines()[-1]

@@ -121,5 +121,5 @@ def test_a_clicked_shape_stays_tracked_and_channel_order_matters(pipeline):
     assert set(tracks) == {"blue", "purple", "yellow"}
     assert tracks["yellow"].held and min(tracks["yellow"].tracked_iou) > 0.8
     assert not tracks["blue"].held
-    swapped = {t.colour: t for t in track_stream(pipeline, 1, 6, swap_channels=True)}
+    swapped = {t.colour: t for t in track_stream(pipeline, 1, 6, channels=(2, 1, 0))}
     assert swapped["blue"].held

@@ -7,9 +7,9 @@ point farthest from its outline) and tracked ``--frames`` frames on, as the node
 frame). A shape is *held* when its mask keeps IoU >= 0.5 with the truth on every tracked
 frame. The table is per true colour of the shape.
 
-``--swap-channels`` feeds the model the same frames with red and blue exchanged: a loss
-that follows the colour the model sees moves to the other colours, one that follows the
-scene (motion, neighbours) stays.
+``--channels 2,1,0`` feeds the model the same frames with their colour channels in
+another order (here red and blue exchanged): a loss that follows the colour the model
+sees moves to the other colours, one that follows the scene (motion, neighbours) stays.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from unipixel_ros.scoring import mask_iou
 from unipixel_ros.synthetic.scenes import DEFAULT_HEIGHT, DEFAULT_WIDTH, PALETTE, SyntheticStream
 
 HELD_IOU = 0.5
+RGB = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,24 @@ def deepest_point(mask: np.ndarray) -> tuple[float, float]:
     return float(x), float(y)
 
 
-def track_stream(pipeline, seed: int, frames: int, swap_channels: bool = False,
+def channel_order(text: str) -> tuple[int, int, int]:
+    """``"2,1,0"`` -> (2, 1, 0): the input channel that feeds each of the model's R, G, B."""
+    try:
+        order = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        order = ()
+    if sorted(order) != [0, 1, 2]:
+        raise argparse.ArgumentTypeError(f"channel order must be a permutation of 0,1,2, got {text!r}")
+    return order  # type: ignore[return-value]
+
+
+def track_stream(pipeline, seed: int, frames: int, channels: tuple[int, int, int] = RGB,
                  width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT) -> list[Track]:
-    """Click every shape visible on frame 0 of stream ``seed`` and track it ``frames`` frames."""
+    """Click every shape visible on frame 0 of stream ``seed`` and track it ``frames`` frames,
+    feeding the model each frame's channels in the order ``channels``."""
     stream = SyntheticStream(seed, width, height)
     rendered = [stream.frame(i) for i in range(frames + 1)]
-    images = [np.ascontiguousarray(f.image[..., ::-1]) if swap_channels else f.image for f in rendered]
+    images = [f.image if channels == RGB else np.ascontiguousarray(f.image[..., list(channels)]) for f in rendered]
     scene, _ = stream.scene_at(0)
     tracks = []
     for k, obj in enumerate(scene.objects):
@@ -102,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="synthetic", help="checkpoint folder, 'synthetic' or 'tiny'")
     parser.add_argument("--seeds", type=int, default=12, help="streams 0..N-1")
     parser.add_argument("--frames", type=int, default=15, help="frames tracked after the click")
-    parser.add_argument("--swap-channels", action="store_true", help="feed the frames with red and blue exchanged")
+    parser.add_argument("--channels", type=channel_order, default=RGB,
+                        help="order in which the frames' channels feed the model (default 0,1,2; 2,1,0 swaps red and blue)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -114,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     pipeline = build_pipeline(args.model, device="cpu", dtype="fp32", log=lambda message: None)
     tracks = [t for seed in tqdm(range(args.seeds), desc="streams", unit="stream")
-              for t in track_stream(pipeline, seed, args.frames, args.swap_channels)]
+              for t in track_stream(pipeline, seed, args.frames, args.channels)]
     print(f"{'colour':<8} {'shapes':>6} {'clicked IoU':>11} {'tracked IoU':>11} {'held':>5}")
     for colour, row in by_colour(tracks).items():
         print(f"{colour:<8} {row['shapes']:>6} {row['clicked_iou']:>11.2f} {row['tracked_iou']:>11.2f} {row['held']:>5}")
