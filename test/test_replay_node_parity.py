@@ -118,7 +118,11 @@ def live(replayed):
                     client.publisher(Point, f"{NS}/{CAMERA}/image_raw_mouse_left").publish(Point(x=x, y=y))
                     objects += 1
                     wait_for(lambda: tracked_on(stamp_of(frame.header.stamp), objects), 60, "the click's outputs")
-            time.sleep(0.3)                    # the label image and overlay follow tracked_objects
+            # The label image and overlay of a frame are published after its tracked_objects:
+            # wait for the last frame's on every output (a fixed pause was too short under load).
+            last = stamp_of(frames[-1].header.stamp)
+            wait_for(lambda: all(any(stamp_of(m.header.stamp) == last for m in client.snapshot(received[n]))
+                                 for n in OUTPUTS), 30, "every output of the last frame")
             yield reply, {name: client.snapshot(msgs) for name, msgs in received.items()}
         finally:
             client.close()
