@@ -373,11 +373,12 @@ def run(options: dict[str, str]) -> None:
     client.create_subscription(ObjectMasksArray, f"{srv}/tracked_objects", rec.on_tracked, qos)
     client.create_subscription(Image, f"{srv}/{CAMERA}/overlay", rec.keep(rec.overlays), qos)
     client.create_subscription(Image, f"{srv}/{CAMERA}/label_image", rec.keep(rec.labels), qos)
-    diagnostics: dict[str, dict[str, str]] = {}      # status name suffix -> values
+    diagnostics: dict[str, dict[str, str]] = {}      # status name suffix -> values and its message
 
     def on_diagnostics(msg: Any) -> None:
         for status in msg.status:
-            diagnostics[status.name.partition(": ")[2]] = {kv.key: kv.value for kv in status.values}
+            diagnostics[status.name.partition(": ")[2]] = {"message": status.message,
+                                                            **{kv.key: kv.value for kv in status.values}}
     client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos)
 
     def diagnostic(status: str, key: str) -> int:
@@ -397,6 +398,16 @@ def run(options: dict[str, str]) -> None:
         wanted = int(RATE_HZ * QUERY_WINDOW_S)
         wait(lambda: diagnostic(f"camera {CAMERA}", "frames_held") >= wanted, 60, "the node to hold camera frames")
         say(f"the node holds {WIDTH}x{HEIGHT} frames at {RATE_HZ:g} Hz")
+        # A question asked while the model loads waits for it, and its frames (the newest when
+        # asked) are then as old as the rest of the load: beyond the window's 10 s the node
+        # can no longer track the answer's objects through the frames in between.
+        def model_loaded() -> bool:
+            message = diagnostics.get("model", {}).get("message", "")
+            if message.startswith("failed to load"):
+                raise DemoError(f"the node's model {message}")
+            return message.startswith(("idle", "busy"))
+        wait(model_loaded, 600, "the model to load")
+        say(f"the model is loaded ({diagnostics['model'].get('load_seconds', '?')} s)")
 
         # -- the question --------------------------------------------------------------------
         target = scene.objects[0].name
