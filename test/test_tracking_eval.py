@@ -1,28 +1,11 @@
 """The long-track evaluation's parts: where it clicks, what counts as held, the table."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import argparse
 
-from unipixel_ros.training.tracking_eval import Track, by_colour, channel_order, deepest_point, main
-
-
-def test_the_click_is_the_pixel_farthest_inside() -> None:
-    mask = np.zeros((40, 60), bool)
-    mask[5:25, 10:50] = True                      # a 20 x 40 bar: the middle row, away from the ends
-    x, y = deepest_point(mask)
-    assert 14 <= y <= 15 and 19 <= x <= 40
-    ell = np.zeros((40, 40), bool)
-    ell[0:40, 0:8] = ell[32:40, 0:40] = True      # an L: its bounding-box centre is outside it
-    x, y = deepest_point(ell)
-    assert ell[int(y), int(x)]
-    edge = np.zeros((10, 10), bool)
-    edge[:, :3] = True                            # touching the border: the border is an outline too
-    assert deepest_point(edge)[0] == 1
-    with pytest.raises(ValueError):
-        deepest_point(np.zeros((4, 4), bool))
+from unipixel_ros.training.tracking_eval import Track, by_colour, channel_order, main
 
 
 def test_held_means_every_tracked_frame_at_half_iou() -> None:

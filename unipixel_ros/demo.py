@@ -57,6 +57,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from unipixel_ros.mask_points import border_distance
+
 NAMESPACE = "/demo"
 CAMERA = "camera"
 FRAME_ID = "camera_optical"
@@ -196,10 +198,9 @@ def click_targets(stream: Any, image: np.ndarray, hint: int, first: str) -> list
     for k, obj in enumerate(scene.objects):
         if not frames[0].masks[k].any():
             continue
-        depth = np.min([cv2.distanceTransform(np.pad(f.masks[k].astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
-                        for f in frames], axis=0)
+        depth = np.min([border_distance(f.masks[k]) for f in frames], axis=0)
         if depth.max() <= 0:    # no pixel stays inside: aim at the frame itself
-            depth = cv2.distanceTransform(np.pad(frames[0].masks[k].astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+            depth = border_distance(frames[0].masks[k])
         y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
         targets.append((obj.name == first, -float(depth.max()), (index, obj.name, float(x), float(y))))
     if not targets:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from unipixel_ros.mask_points import EXACT, deepest_point
 from unipixel_ros.sampling import padded_frame_count
 
 SAM_IMAGE_SIZE = 768
@@ -97,17 +98,12 @@ def mask_to_sam_box(mask: np.ndarray | torch.Tensor, size: int = SAM_IMAGE_SIZE)
 
 def mask_to_sam_point(mask: np.ndarray | torch.Tensor, size: int = SAM_IMAGE_SIZE) -> np.ndarray:
     """Mask prompt -> float32 SAM-frame point [x, y]: the pixel farthest from the mask border."""
-    import cv2
-
     sam_mask = mask_to_sam_frame(mask, size).cpu().numpy()
     if sam_mask.ndim != 2:
         raise GeometryError(f"expected one H x W mask, got shape {sam_mask.shape}")
     if not sam_mask.any():
         raise GeometryError("mask is empty: no point")
-    padded = np.pad(sam_mask.astype(np.uint8), 1)
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-    index = int(np.argmax(distance))
-    return np.array([index % size, index // size], dtype=np.float32)
+    return np.array(deepest_point(sam_mask, EXACT), dtype=np.float32)
 
 
 def temporal_coordinate(position: int, num_sampled: int) -> float:

@@ -18,9 +18,9 @@ import enum
 import re
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from unipixel_ros.mask_points import border_distance
 from unipixel_ros.prompts import BoxPrompt, PointPrompt, VisualPrompt
 
 from .scenes import DEFAULT_HEIGHT, DEFAULT_WIDTH, PALETTE, SHAPES, Video, random_video
@@ -166,7 +166,7 @@ def relation_holds(target_box: np.ndarray, anchor_box: np.ndarray, relation: str
 
 def _interior_point(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
     """A pixel well inside the mask (at least half the deepest distance from its edge)."""
-    depth = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    depth = border_distance(mask, 3)
     ys, xs = np.nonzero(depth >= 0.5 * depth.max())
     pick = int(rng.integers(len(xs)))
     return int(xs[pick]), int(ys[pick])

@@ -19,9 +19,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from unipixel_ros.mask_points import deepest_point
 from unipixel_ros.memory import ObjectMemoryBank
 from unipixel_ros.prompts import PointPrompt
 from unipixel_ros.scoring import mask_iou
@@ -51,15 +51,6 @@ class Track:
         return next((t for t, iou in enumerate(self.tracked_iou, 1) if iou < HELD_IOU), None)
 
 
-def deepest_point(mask: np.ndarray) -> tuple[float, float]:
-    """(x, y) of the pixel of ``mask`` farthest from its outline: a click inside any shape."""
-    if not mask.any():
-        raise ValueError("an empty mask has no point inside")
-    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return float(x), float(y)
-
-
 def channel_order(text: str) -> tuple[int, int, int]:
     """``"2,1,0"`` -> (2, 1, 0): the input channel that feeds each of the model's R, G, B."""
     try:
@@ -85,7 +76,7 @@ def track_stream(pipeline, seed: int, frames: int, channels: tuple[int, int, int
         if not truth.any():
             continue
         x, y = deepest_point(truth)
-        clicked = pipeline.segment_prompt([images[0]], [0], PointPrompt(object_index=0, frame_index=0, x=x, y=y))
+        clicked = pipeline.segment_prompt([images[0]], [0], PointPrompt(object_index=0, frame_index=0, x=float(x), y=float(y)))
         bank = ObjectMemoryBank()
         object_id = bank.add("click", [(0, clicked.masks[0], 1.0)])
         bank.attach_tracking(object_id, clicked.tracking)
