@@ -167,11 +167,13 @@ def test_two_cameras_share_a_slow_model_fairly_and_report_achieved_against_asked
     end = {c: diagnostics.status(names[c], ended) for c in names}
     steps = {c: int(end[c]["steps"]) - int(start[c]["steps"]) for c in names}
     assert min(steps.values()) > 0 and max(steps.values()) <= 1.5 * min(steps.values()), steps
+    achieved = {c: float(end[c]["rate_achieved_hz"]) for c in names}
+    assert max(achieved.values()) <= 1.5 * min(achieved.values()), achieved    # fair, however loaded
     for camera in names:
         status = end[camera]
         assert float(status["rate_asked_hz"]) == RATE_HZ
         achieved = float(status["rate_achieved_hz"])
-        assert 2.0 < achieved < RATE_HZ * 0.9, status          # the model cannot give both 10 Hz
+        assert 0.0 < achieved < RATE_HZ * 0.9, status          # the model cannot give both 10 Hz
         assert int(status["skipped_model_busy"]) >= 0
         assert f"{status['rate_achieved_hz']} of {RATE_HZ:g} Hz" in status["message"], status
 
