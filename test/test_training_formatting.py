@@ -140,6 +140,14 @@ def test_prompted_examples_are_the_pipelines_two_passes(model_and_processor, mon
     decoded = processor.tokenizer.decode(injection.inputs.input_ids[0])
     assert MEM_TOKEN in decoded and REF_TOKEN not in decoded and injection.seg_masks is None
 
+    # Each <|mem|> knows its object's colour and shape.
+    mem_count = int((injection.inputs.input_ids == processor.tokenizer.convert_tokens_to_ids(MEM_TOKEN)).sum())
+    assert len(injection.memory_attributes) == mem_count
+    objects = request.video.scene.objects
+    named = {(objects[k].colour, objects[k].shape) for k in request.object_ids}
+    assert {(a.colour, a.shape) for a in injection.memory_attributes if a is not None} <= named
+    assert any(a is not None for a in injection.memory_attributes)
+
 
 def test_captioning_asks_with_ref_tokens_and_answers_directly(model_and_processor):
     _, processor = model_and_processor

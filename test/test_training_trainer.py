@@ -72,6 +72,29 @@ def test_clicks_and_seg_seeds_on_the_same_frame_share_a_batch():
     assert torch.isfinite(losses["total"]) and losses["dice"] > 0
 
 
+def test_an_answer_stage_trains_the_region_probe_and_through_it_the_vision_features():
+    model, processor = build_untrained_model(0)
+    trainer = Trainer(model, processor, seed=0, progress=False, log=lambda _: None)
+    stage = Stage("answers", steps=1, batch=1, lr=1e-3, mix={"answer": 1.0}, frames=(1,),
+                  groups=("language_model", "vision", "memory_projector"), sizes=((96, 72),))
+    before = [p.detach().clone() for p in trainer.region_probe.parameters()]
+    report = trainer.run_stage(stage)
+    assert report.losses["region"] > 0
+    assert all(not torch.equal(a, b) for a, b in zip(before, trainer.region_probe.parameters()))
+    assert not any(p.requires_grad for p in trainer.region_probe.parameters())   # frozen between stages
+    # Only the probe's signal reaches the vision tower through the pooled features when the LM loss is off.
+    source = ExampleSource(processor, int(model.sam2.image_size), np.random.default_rng(1))
+    (injection,) = source.draw("answer", 1, (96, 72))
+    trainer.region_probe.requires_grad_(True)
+    trainer.weights = dataclasses.replace(trainer.weights, lm=0.0)
+    model.zero_grad(set_to_none=True)
+    trainer.step([injection])["total"].backward()
+    msk_grad = model.msk_proj[0].weight.grad                # msk_proj comes after the pooled features
+    assert msk_grad is None or not msk_grad.any()
+    grads = [p.grad for n, p in model.named_parameters() if n.startswith("model.visual.") and p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+
+
 def _short(stage: Stage) -> Stage:
     return dataclasses.replace(stage, steps=2, batch=1, frames=(1,), sizes=((96, 72),))
 

@@ -13,8 +13,10 @@ becomes passes of the language model:
 * a question about point / box prompted objects: the pre-fill pass (question with
   ``[k] <|ref|>``, the localize suffix, answer ``"[0] <|seg|> ..."``) and the injection
   pass (memory prefix with ``<|mem|>`` pooled over the objects' masks, then the
-  question; answer the expected text). Training pools the ground-truth masks where
-  inference pools the pre-fill pass's predictions;
+  question; answer the expected text; each ``<|mem|>`` also knows its object's colour
+  and shape, ``memory_attributes``, for :mod:`unipixel_ros.training.region_probe`).
+  Training pools the ground-truth masks where inference pools the pre-fill pass's
+  predictions;
 * region captioning (the prompt encoder's pre-training): the question with
   ``[0] <|ref|>`` answered directly, no masks;
 * a click or box alone (click-to-segment): no language model, SAM 2's own prompt.
@@ -36,7 +38,7 @@ from unipixel_ros.model.inputs import UniPixelInputs
 from unipixel_ros.pipeline import UniPixelPipeline, _strip_ref_tokens
 from unipixel_ros.prompts import (SEG_TOKEN, BoxPrompt, PointPrompt, compose_question, localize_objects_question,
                                   order_ref_prompts, referenced_objects, segmentation_answer)
-from unipixel_ros.regions import region_token_masks
+from unipixel_ros.regions import region_cells, region_token_masks
 from unipixel_ros.sampling import plan_frames, select_frames
 from unipixel_ros.synthetic import SyntheticRequest
 from unipixel_ros.training.attributes import Attributes, request_attributes
@@ -72,6 +74,8 @@ class ChatExample:
     frames: np.ndarray
     seg_masks: np.ndarray | None = None
     seed_attributes: list[Attributes] | None = None  # what each <|seg|>'s request words name
+    # Injection pass: the object behind each <|mem|> token (None: not visible on the sampled frames).
+    memory_attributes: list[Attributes | None] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -149,6 +153,10 @@ def prompted_examples(processor, request: SyntheticRequest, sam_image_size: int)
     injection = _chat_example(f"answer_{request.kind.value}", processor,
                               memory_question(_strip_ref_tokens(question), order, sampled), request.answer,
                               llm_frames, frames, region_masks=region_token_masks(sampled, plan.grid_thw))
+    scene_objects = [request.video.scene.objects[request.object_ids[k]] for k in order]
+    visible = sampled.any(axis=(0, 2, 3))
+    injection.memory_attributes = [Attributes(scene_objects[o].colour, scene_objects[o].shape) if visible[o] else None
+                                   for o, _ in region_cells(injection.inputs.region_masks)]
     return prefill, injection
 
 

@@ -49,6 +49,9 @@ class LossWeights:
     # Not the paper's: the seg head's seeds against the attribute prompts SAM 2 learnt
     # (:mod:`unipixel_ros.training.attributes`), for text requests.
     seed: float = 5.0
+    # Not the paper's: colour and shape read from each <|mem|> token's pooled features
+    # (:mod:`unipixel_ros.training.region_probe`), for injection passes.
+    region: float = 1.0
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = FOCAL_ALPHA,

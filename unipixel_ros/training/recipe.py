@@ -137,13 +137,13 @@ class Recipe:
 DEFAULT_RECIPE = Recipe((
     Stage("sam", steps=900, batch=4, lr=1e-3, mix={"click": 1.0}, frames=(1,), groups=("sam2",)),
     Stage("track", steps=450, batch=4, lr=3e-4, mix={"click": 1.0}, frames=(2, 3, 4), groups=("sam2",)),
-    Stage("prompt", steps=400, batch=8, lr=2e-3, mix={"caption": 0.1, "answer": 0.9}, frames=(1, 1, 3),
+    Stage("prompt", steps=800, batch=8, lr=2e-3, mix={"caption": 0.1, "answer": 0.9}, frames=(1, 1, 3),
           groups=("prompt_encoder", "language_model", "vision", "memory_projector"), prompt_encoder_from_sam=True,
           sizes=LLM_FRAME_SIZES),
-    Stage("align", steps=250, batch=4, lr=1e-3, mix={"text": 0.5, "prompted": 0.5}, frames=(1, 1, 3),
+    Stage("align", steps=400, batch=4, lr=1e-3, mix={"text": 0.5, "prompted": 0.5}, frames=(1, 1, 3),
           groups=("seg_head", "language_model", "vision", "prompt_encoder", "memory_projector"), sam_lr_scale=0.0,
           sizes=LLM_FRAME_SIZES),
-    Stage("joint", steps=150, batch=4, lr=5e-4, mix={"text": 0.4, "prompted": 0.4, "answer": 0.2},
+    Stage("joint", steps=250, batch=4, lr=5e-4, mix={"text": 0.4, "prompted": 0.4, "answer": 0.2},
           frames=(1, 3, 4), sam_lr_scale=0.0, sizes=LLM_FRAME_SIZES),
 ))
 

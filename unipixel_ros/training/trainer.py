@@ -34,6 +34,7 @@ from unipixel_ros.training.formatting import (ChatExample, ClickExample, caption
 from unipixel_ros.training.losses import (FIT_BEST, FIT_KEPT, LossWeights, MaskLossTerms, frame_mask_losses,
                                           language_loss, seed_loss)
 from unipixel_ros.training.recipe import PARAMETER_GROUPS, Recipe, Stage
+from unipixel_ros.training.region_probe import RegionProbe
 from unipixel_ros.training.sam2_path import FrameFeatures, encode_frames, segment_clip
 
 WARMUP_FRACTION = 0.03
@@ -130,12 +131,15 @@ class ExampleSource:
 class ChatOutput:
     lm_loss: torch.Tensor
     seg_tokens: torch.Tensor  # [N, S, C], one per <|seg|> in the text
+    memory_features: torch.Tensor | None = None  # [M, D] pooled region features, one per <|mem|>
 
 
 def chat_forward(model: PixelQwen2_5_VLForConditionalGeneration, example: ChatExample) -> ChatOutput:
-    """The language model over one example: its LM loss and the SAM prompt tokens of its ``<|seg|>`` s."""
+    """The language model over one example: its LM loss, the SAM prompt tokens of its ``<|seg|>`` s and
+    the pooled region features its ``<|mem|>`` tokens were projected from."""
     inputs = example.inputs
-    embeds = model.embed_inputs(inputs)
+    with _captured_inputs(model.msk_proj) as pooled:
+        embeds = model.embed_inputs(inputs)
     positions, _ = model.position_ids(inputs)
     language_model = model.model.language_model
     with _captured_inputs(language_model.norm) as pre_norm:
@@ -144,7 +148,7 @@ def chat_forward(model: PixelQwen2_5_VLForConditionalGeneration, example: ChatEx
     loss = language_loss(logits, example.labels.to(logits.device))
     hidden = pre_norm[-1][0]
     seg = model.seg_tokens(hidden[model._seg_predictor_positions(inputs.input_ids)])
-    return ChatOutput(loss, seg)
+    return ChatOutput(loss, seg, pooled[0] if pooled else None)
 
 
 @dataclass
@@ -247,6 +251,10 @@ class Trainer:
         self.attributes_learnt = attributes is not None
         self.attributes = (attributes or AttributePrompts(int(model.sam2.sam_prompt_embed_dim), seed)).to(
             model.sam2.no_mem_embed.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.region_probe = RegionProbe(int(model.msk_proj[0].in_features)).to(model.sam2.no_mem_embed.device)
+        self.region_probe.requires_grad_(False)
 
     def run(self, recipe: Recipe, after_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
         """Run every stage; ``after_stage`` sees each finished stage (e.g. to save a checkpoint)."""
@@ -273,6 +281,11 @@ class Trainer:
                 raise TrainingError(f"stage {stage.name} draws attribute prompts but does not train SAM 2")
             groups.append({"params": list(self.attributes.parameters()), "lr": stage.lr * stage.sam_lr_scale})
         self.attributes.requires_grad_(learns_attributes)
+        # The probe trains wherever the features it reads do (answers and prompted questions pool regions).
+        probes = bool(set(VISION_FEATURE_GROUPS) & set(stage.groups)) and bool({"answer", "prompted"} & set(stage.mix))
+        if probes:
+            groups.append({"params": list(self.region_probe.parameters()), "lr": stage.lr})
+        self.region_probe.requires_grad_(probes)
         trained = [p for g in groups for p in g["params"]]
         optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
         peaks = [g["lr"] for g in optimizer.param_groups]
@@ -299,6 +312,7 @@ class Trainer:
             if self.progress and (step % 10 == 0 or step == stage.steps - 1):
                 bar.set_postfix({k: f"{np.mean(v[-50:]):.3f}" for k, v in history.items() if k != "total"})
         optimizer.zero_grad(set_to_none=True)
+        self.region_probe.requires_grad_(False)
         self.attributes_learnt |= learns_attributes
         self.attributes.requires_grad_(False)    # only a stage that draws attribute prompts moves them
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
@@ -313,6 +327,8 @@ class Trainer:
         """Losses of one batch (all clips share length and frame size)."""
         lm_losses: list[torch.Tensor] = []
         seed_losses: list[torch.Tensor] = []
+        region_losses: list[torch.Tensor] = []
+        probing = any(p.requires_grad for p in self.region_probe.parameters())
         clips: list[np.ndarray] = []
         clip_of: dict[int, int] = {}
         # Click prompts (2 or 3 tokens) and <SEG> seeds (padding + seg tokens) differ in length,
@@ -354,6 +370,8 @@ class Trainer:
                 continue
             out = chat_forward(self.model, example)
             lm_losses.append(out.lm_loss)
+            if probing and example.memory_attributes is not None and out.memory_features is not None:
+                region_losses.append(self.region_probe.loss(out.memory_features, example.memory_attributes))
             if example.seg_masks is None:
                 continue
             if out.seg_tokens.shape[0] != len(example.seg_masks):
@@ -371,10 +389,11 @@ class Trainer:
         zero = torch.zeros((), device=sam2.no_mem_embed.device)
         lm = torch.stack(lm_losses).mean() if lm_losses else zero
         seeds = torch.stack(seed_losses).mean() if seed_losses else zero
+        regions = torch.stack(region_losses).mean() if region_losses else zero
         terms = sam_losses(sam2, clips, list(jobs.values()), self.weights) if jobs else MaskLossTerms.zero(zero.device)
         mask = terms.weighted(self.weights)
         count = max(terms.objects, 1)
-        return {"total": self.weights.lm * lm + self.weights.seed * seeds + mask, "lm": lm.detach(),
-                "seed": seeds.detach(), "focal": terms.focal.detach() / count,
+        return {"total": self.weights.lm * lm + self.weights.seed * seeds + self.weights.region * regions + mask,
+                "lm": lm.detach(), "seed": seeds.detach(), "region": regions.detach(), "focal": terms.focal.detach() / count,
                 "dice": terms.dice.detach() / count, "iou": terms.iou.detach() / count,
                 "objectness": terms.objectness.detach() / count}
