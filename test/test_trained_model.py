@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from unipixel_ros.memory import ObjectMemoryBank
 from unipixel_ros.model.loader import load_unipixel
 from unipixel_ros.pipeline import SYNTHETIC_MODEL_DIR, UniPixelPipeline
-from unipixel_ros.prompts import PointPrompt
-from unipixel_ros.synthetic import random_video
+from unipixel_ros.prompts import MemoryPrompt, PointPrompt
+from unipixel_ros.synthetic import answer_matches, random_video
 from unipixel_ros.synthetic.scenes import Scene, SceneObject, random_scene
 from unipixel_ros.training.checkpoint import read_training_log
 from unipixel_ros.scoring import mask_iou
@@ -123,3 +124,22 @@ def test_a_clicked_shape_stays_tracked_and_channel_order_matters(pipeline):
     assert not tracks["blue"].held
     swapped = {t.colour: t for t in track_stream(pipeline, 1, 6, channels=(2, 1, 0))}
     assert swapped["blue"].held
+
+
+@pytest.mark.parametrize("place", [((80.0, 90.0), (230.0, 160.0)), ((240.0, 70.0), (90.0, 170.0))])
+def test_the_answer_about_a_kept_object_follows_its_colour_in_the_image(pipeline, place):
+    """Grounding, not luck: "What colour is [0]?" about the circle the memory bank holds (its
+    true mask, as the node holds a tracked object) says the circle's colour, and exchanging
+    the two shapes' colours exchanges the answer."""
+    answers = []
+    for circle, square in (("red", "blue"), ("blue", "red")):
+        base = random_scene(7, W, H, num_objects=2)
+        scene = Scene(W, H, (SceneObject("circle", circle, 24.0, place[0]), SceneObject("square", square, 22.0, place[1])),
+                      base.background, seed=base.seed)
+        frame = scene.render(0)
+        memory = ObjectMemoryBank()
+        kept = memory.add("[0]", [(_stamps(1)[0], frame.masks[0], 1.0)])
+        result = pipeline.query([frame.image], _stamps(1), "What colour is [0]?",
+                                [MemoryPrompt(object_index=0, memory_id=kept)], memory=memory)
+        answers.append(result.answer)
+    assert answer_matches(answers[0], "red") and answer_matches(answers[1], "blue"), answers

@@ -122,6 +122,16 @@ def test_cli_writes_a_checkpoint_the_loader_reads(tmp_path, monkeypatch):
     assert model.config.sam2_image_size == 128 and processor.tokenizer.convert_tokens_to_ids("<|seg|>") is not None
     log = read_training_log(tmp_path)
     assert [s["name"] for s in log["stages"]] == ["sam", "prompt"] and log["seed"] == 0
+    # A run continued from it keeps the stages and the recipe behind it.
+    more = tmp_path / "more"
+    monkeypatch.setattr("unipixel_ros.training.__main__.DEFAULT_RECIPE",
+                        dataclasses.replace(DEFAULT_RECIPE, stages=tuple(_short(s) for s in DEFAULT_RECIPE.stages)))
+    assert train_main(["--output", str(more), "--init", str(tmp_path), "--stages", "joint", "--threads", "1",
+                       "--quiet"]) == 0
+    log = read_training_log(more)
+    assert [s["name"] for s in log["stages_before"]] == ["sam", "prompt"]
+    assert [s["name"] for s in log["stages"]] == ["joint"]
+    assert [s["name"] for s in log["recipe"]] == ["sam", "prompt", "joint"]
 
 
 def test_stages_need_frame_sizes():

@@ -9,6 +9,7 @@ fresh weights, ``--scale`` multiplies every stage's step count (quick trials).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from unipixel_ros.model.loader import load_unipixel
 
         model, processor = load_unipixel(args.init, device=device, dtype="fp32", progress=not args.quiet)
-        earlier = read_training_log(args.init).get("stages", [])
+        log = read_training_log(args.init)
+        earlier = log.get("stages_before", []) + log.get("stages", [])
+        # The recipe of a run continued from a checkpoint is the stages behind it, then this run's.
+        earlier_recipe = [s for s in log.get("recipe") or [] if s["name"] in {e["name"] for e in earlier}]
         attributes = AttributePrompts.load(args.init, int(model.sam2.sam_prompt_embed_dim))
         if attributes is None:
             print(f"{args.init} has no {ATTRIBUTE_FILE}: text requests train without attribute seeds "
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, processor = build_untrained_model(args.seed)
         model.to(device)
-        earlier = []
+        earlier, earlier_recipe = [], []
         attributes = None
     started, cpu_started = time.perf_counter(), time.process_time()
     done: list = []
@@ -76,14 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         done.append(report)
         if args.save_stages:
             save_checkpoint(model, processor, Path(args.save_stages) / report.name, dtype="fp32", seed=args.seed,
-                            recipe=recipe, reports=list(done), extra={"stages_before": earlier},
+                            recipe=recipe, reports=list(done),
+                            extra={"stages_before": earlier,
+                                   "recipe": earlier_recipe + [dataclasses.asdict(s) for s in recipe.stages]},
                             attributes=trainer.attributes if trainer.attributes_learnt else None)
 
     reports = trainer.run(recipe, after_stage=save_stage)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     stages = earlier + [r.__dict__ for r in reports]
+    whole_recipe = earlier_recipe + [dataclasses.asdict(s) for s in recipe.stages]
     folder = save_checkpoint(model, processor, args.output, dtype=args.dtype, seed=args.seed, recipe=recipe, reports=reports,
-                             extra={"stages_before": earlier, "train_seconds": seconds,
+                             extra={"stages_before": earlier, "recipe": whole_recipe, "train_seconds": seconds,
                                     "train_cpu_seconds": cpu_seconds, "threads": args.threads,
                                     "device": device, "torch": torch.__version__},
                              attributes=trainer.attributes if trainer.attributes_learnt else None)

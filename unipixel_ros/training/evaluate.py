@@ -11,7 +11,11 @@ runs them (:class:`unipixel_ros.pipeline.UniPixelPipeline`). Scores, per categor
   pass's mask IoU and the answer's accuracy per question type (colour, shape, name);
 * ``click`` / ``click_box``: click-to-segment (SAM 2 alone) on a random frame; IoU
   over the clip;
-* ``pixel_qa``: questions about a prompted object's whole track; answer accuracy.
+* ``pixel_qa``: questions about a prompted object's whole track; answer accuracy;
+* ``memory``: the point questions asked about an object the memory bank holds with its
+  true masks (as the node asks about a tracked object, a ``MemoryPrompt``), so the answer
+  reads the ``<|mem|>`` tokens of the right region whatever the pre-fill pass would
+  have segmented; answer accuracy per question type.
 
 Throughput is requests per second per category.
 """
@@ -26,12 +30,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from unipixel_ros.memory import ObjectMemoryBank
+from unipixel_ros.prompts import MemoryPrompt
 from unipixel_ros.scoring import clip_scores, mask_iou
 from unipixel_ros.synthetic import RequestKind, SyntheticRequest, answer_matches, random_request
 from unipixel_ros.synthetic.scenes import DEFAULT_HEIGHT, DEFAULT_WIDTH
 
 HELD_OUT_SEED = 20_250_917
-CATEGORIES = ("text_image", "text_video", "point", "box", "click", "click_box", "pixel_qa")
+CATEGORIES = ("text_image", "text_video", "point", "box", "click", "click_box", "pixel_qa", "memory")
 # Relational referring phrases name the target only by its place: "the shape to the left of ...".
 RELATION_PREFIX = "the shape "
 _QUESTION_TYPES = {"What colour is [0]?": "colour", "What shape is [0]?": "shape", "What is [0]?": "name"}
@@ -88,6 +94,7 @@ def held_out_requests(category: str, count: int, seed: int = HELD_OUT_SEED, widt
         "click": (RequestKind.POINT_QUESTION, lambda: int(rng.integers(4, 9))),
         "click_box": (RequestKind.BOX_QUESTION, lambda: int(rng.integers(4, 9))),
         "pixel_qa": (RequestKind.PIXEL_QA, lambda: int(rng.choice([1, 4, 6, 8]))),
+        "memory": (RequestKind.POINT_QUESTION, lambda: int(rng.choice([1, 1, 4, 6]))),
     }[category]
     return [random_request(rng, kind, num_frames=frames(), width=width, height=height) for _ in range(count)]
 
@@ -102,6 +109,13 @@ def evaluate_request(pipeline, category: str, request: SyntheticRequest, scores:
     expected = request.masks[0]
     if category.startswith("click"):
         predicted = pipeline.segment_prompt(frames, _stamps(request), request.prompts[0]).masks
+    elif category == "memory":
+        memory = ObjectMemoryBank()
+        kept = memory.add("[0]", ((stamp, mask, 1.0) for stamp, mask in zip(_stamps(request), expected)))
+        result = pipeline.query(frames, _stamps(request), request.text, [MemoryPrompt(object_index=0, memory_id=kept)],
+                                memory=memory)
+        scores.answers[_QUESTION_TYPES.get(request.text, "track")].append(answer_matches(result.answer, request.answer))
+        return
     else:
         result = pipeline.query(frames, _stamps(request), request.text, request.prompts)
         if request.answer is not None:

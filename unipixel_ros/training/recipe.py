@@ -11,7 +11,11 @@ Stages follow the UniPixel paper where that makes sense without pretrained parts
 0. ``sam`` and ``track``: SAM 2 learns clicks and boxes on images, then tracking them
    through clips with its memory (the paper starts from a trained SAM 2.1; here it
    has to learn segmentation first);
-1. ``prompt``: the prompt encoder learns region captioning from ``<|ref|>`` tokens
+1. ``answer`` then ``prompt``: the language model and vision tower first learn to answer
+   about one object on an image from its ``<|mem|>`` token (colour, shape, name), the
+   first step of a curriculum: mixed with several objects, clips and captions from the
+   start, the language model did not learn to read the token in 800 steps (model card);
+   then the prompt encoder learns region captioning from ``<|ref|>`` tokens
    (the paper's first stage) while the language model and vision tower, also
    untrained here, learn the answers from ``<|mem|>`` tokens;
 2. ``align``: text referring and the pre-fill pass teach the seg head to seed the
@@ -75,8 +79,9 @@ PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
 ALL_GROUPS = tuple(PARAMETER_GROUPS)
 # What a stage can draw: a bare click / box (SAM 2 alone), objects seeded by their colour / shape
 # (SAM 2 alone, :mod:`unipixel_ros.training.attributes`), region captioning from <|ref|>, the
-# injection pass's answer alone, text referring, and both passes of a prompted question.
-EXAMPLE_KINDS = ("click", "attribute", "caption", "answer", "text", "prompted")
+# injection pass's answer alone (of a question about one point / box prompted object, or of any
+# prompted question), text referring, and both passes of a prompted question.
+EXAMPLE_KINDS = ("click", "attribute", "caption", "object_answer", "answer", "text", "prompted")
 
 
 class RecipeError(ValueError):
@@ -137,6 +142,8 @@ class Recipe:
 DEFAULT_RECIPE = Recipe((
     Stage("sam", steps=900, batch=4, lr=1e-3, mix={"click": 1.0}, frames=(1,), groups=("sam2",)),
     Stage("track", steps=450, batch=4, lr=3e-4, mix={"click": 1.0}, frames=(2, 3, 4), groups=("sam2",)),
+    Stage("answer", steps=400, batch=8, lr=2e-3, mix={"object_answer": 1.0}, frames=(1,),
+          groups=("language_model", "vision", "memory_projector"), sizes=LLM_FRAME_SIZES),
     Stage("prompt", steps=800, batch=8, lr=2e-3, mix={"caption": 0.1, "answer": 0.9}, frames=(1, 1, 3),
           groups=("prompt_encoder", "language_model", "vision", "memory_projector"), prompt_encoder_from_sam=True,
           sizes=LLM_FRAME_SIZES),

@@ -52,6 +52,7 @@ VISION_FEATURE_LR_SCALE = 0.1
 VISION_FEATURE_GROUPS = ("vision", "memory_projector")
 VIDEO_CLICK_OBJECTS = 2
 QUESTION_KINDS = [RequestKind.POINT_QUESTION, RequestKind.BOX_QUESTION, RequestKind.MULTI_OBJECT, RequestKind.PIXEL_QA]
+OBJECT_QUESTION_KINDS = [RequestKind.POINT_QUESTION, RequestKind.BOX_QUESTION]   # one prompted object each
 GRAD_CLIP_NORM = 1.0
 
 
@@ -83,9 +84,10 @@ class ExampleSource:
         if kind == "caption":
             request = self._request([RequestKind.POINT_QUESTION, RequestKind.BOX_QUESTION], frames, size)
             return [caption_example(self.processor, request, self.sam_image_size)]
-        if kind == "answer":
+        if kind in ("answer", "object_answer"):
+            kinds = QUESTION_KINDS if kind == "answer" else OBJECT_QUESTION_KINDS
             while True:  # a question about prompted objects (multi-object requests may name them in text)
-                request = self._request(QUESTION_KINDS, frames, size)
+                request = self._request(kinds, frames, size)
                 if request.prompts:
                     return [prompted_examples(self.processor, request, self.sam_image_size)[1]]
         if kind == "text":
@@ -282,7 +284,8 @@ class Trainer:
             groups.append({"params": list(self.attributes.parameters()), "lr": stage.lr * stage.sam_lr_scale})
         self.attributes.requires_grad_(learns_attributes)
         # The probe trains wherever the features it reads do (answers and prompted questions pool regions).
-        probes = bool(set(VISION_FEATURE_GROUPS) & set(stage.groups)) and bool({"answer", "prompted"} & set(stage.mix))
+        probes = bool(set(VISION_FEATURE_GROUPS) & set(stage.groups)) and bool(
+            {"object_answer", "answer", "prompted"} & set(stage.mix))
         if probes:
             groups.append({"params": list(self.region_probe.parameters()), "lr": stage.lr})
         self.region_probe.requires_grad_(probes)
