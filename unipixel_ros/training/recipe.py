@@ -55,6 +55,12 @@ from unipixel_ros.prompts import MEM_TOKEN, REF_TOKEN, SEG_TOKEN
 from unipixel_ros.training.tokenizer import build_synthetic_processor
 
 SAM2_IMAGE_SIZE = 128
+# Initial spread of the (tied) token embeddings. At the language model's 0.02 a word enters the
+# residual stream with norm ~0.2, far below the vision and <|mem|> embeddings around it, and the
+# language model answered every "What colour is [0]?" / "What shape is [0]?" with one shape word
+# after the 400-step answer stage (teacher-forced colour accuracy 0.00): it had not learnt to
+# read the question, let alone the <|mem|> token. From 0.2 the same stage reads colour at 0.97.
+TOKEN_EMBEDDING_STD = 0.2
 # The vision tower attends within windows of this many pixels (Qwen2.5-VL: 112). UniPixel's
 # <|mem|> pooling reads the merger input in window order with a row-order region mask, as
 # the published checkpoints were trained; with one window per frame (frames up to 896 px a
@@ -208,7 +214,11 @@ def _align_prompt_attention(sam2: torch.nn.Module, generator: torch.Generator) -
 
 
 def build_untrained_model(seed: int) -> tuple[PixelQwen2_5_VLForConditionalGeneration, object]:
-    """The synthetic model with fresh weights (SAM 2 with its own initialisation) and its processor."""
+    """The synthetic model with fresh weights (SAM 2 with its own initialisation) and its processor.
+
+    The token embeddings start at ``TOKEN_EMBEDDING_STD`` rather than the language model's
+    0.02 (see there).
+    """
     from unipixel_ros.model.sam2_source import build_sam2_model
     from unipixel_ros.model.config import resolve_sam2_config
 
@@ -216,6 +226,8 @@ def build_untrained_model(seed: int) -> tuple[PixelQwen2_5_VLForConditionalGener
     config = synthetic_config(processor.tokenizer)
     torch.manual_seed(seed)
     model = PixelQwen2_5_VLForConditionalGeneration(config)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(TOKEN_EMBEDDING_STD / config.text_config.initializer_range)
     # The language-model initialisation also reset SAM 2's layers; SAM 2 trains from its own,
     # drawn from the seed alone (not after the language model's draws, which depend on its size).
     sam2_file, overrides = resolve_sam2_config(config.sam2_config)
