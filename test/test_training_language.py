@@ -1,5 +1,8 @@
 """The language side of training: what reaches the language model and what the seeds are trained for.
 
+* Words enter the language model at least as strongly as the vision features around them
+  (at the language model's usual 0.02 initialisation they did not, and it learnt to ignore
+  the question).
 * The vision features' embeddings (video and ``<|mem|>`` tokens) keep their scale and spread
   over a language stage: an optimiser step at the stage's rate on the vision tower / memory
   projector shifts every one of them along one shared direction, which behind the language
@@ -23,7 +26,7 @@ from unipixel_ros.geometry import upsample_mask_logits
 from unipixel_ros.synthetic import RequestKind, random_request
 from unipixel_ros.training.formatting import IGNORE, prompted_examples, text_referring_example
 from unipixel_ros.training.losses import dice_loss
-from unipixel_ros.training.recipe import DEFAULT_RECIPE, Stage, build_untrained_model
+from unipixel_ros.training.recipe import DEFAULT_RECIPE, TOKEN_EMBEDDING_STD, Stage, build_untrained_model
 from unipixel_ros.training.sam2_path import encode_frames, segment_clip
 from unipixel_ros.training.trainer import Trainer, chat_forward, stage_parameters
 
@@ -43,6 +46,20 @@ def _norm_and_cosine(x: torch.Tensor) -> tuple[float, float]:
     """Mean norm, and mean cosine to the mean vector (1: every row points the same way)."""
     cosine = torch.nn.functional.cosine_similarity(x, x.mean(0, keepdim=True), dim=1)
     return float(x.norm(dim=1).mean()), float(cosine.mean())
+
+
+def test_words_start_at_least_as_strong_as_the_vision_embeddings_beside_them():
+    model, processor = build_untrained_model(0)
+    rng = np.random.default_rng(0)
+    examples = [prompted_examples(processor, random_request(rng, RequestKind.POINT_QUESTION, num_frames=1,
+                                                            width=W, height=H), 128)[1] for _ in range(3)]
+    assert float(model.get_input_embeddings().weight.std()) == pytest.approx(TOKEN_EMBEDDING_STD, rel=0.05)
+    config = model.config
+    word = processor.tokenizer.convert_tokens_to_ids("Ġis")
+    words, _ = _norm_and_cosine(_embeddings(model, examples, word))
+    video, _ = _norm_and_cosine(_embeddings(model, examples, config.video_token_id))
+    mem, _ = _norm_and_cosine(_embeddings(model, examples, config.mem_token_id))
+    assert words > max(video, mem), (words, video, mem)
 
 
 def test_a_language_stage_keeps_the_vision_embeddings_scale_and_spread():

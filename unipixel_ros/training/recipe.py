@@ -56,10 +56,11 @@ from unipixel_ros.training.tokenizer import build_synthetic_processor
 
 SAM2_IMAGE_SIZE = 128
 # Initial spread of the (tied) token embeddings. At the language model's 0.02 a word enters the
-# residual stream with norm ~0.2, far below the vision and <|mem|> embeddings around it, and the
-# language model answered every "What colour is [0]?" / "What shape is [0]?" with one shape word
-# after the 400-step answer stage (teacher-forced colour accuracy 0.00): it had not learnt to
-# read the question, let alone the <|mem|> token. From 0.2 the same stage reads colour at 0.97.
+# residual stream with norm ~0.23, below the video and <|mem|> embeddings around it (~0.65 and
+# ~0.5 at initialisation), and after the 400-step answer stage the language model answered every
+# "What colour is [0]?" / "What shape is [0]?" with one shape word (teacher-forced colour
+# accuracy 0.00): it had not learnt to read the question, let alone the <|mem|> token. From 0.2
+# (norm ~2.3) the same stage from the same seed reads colour at 0.97.
 TOKEN_EMBEDDING_STD = 0.2
 # The vision tower attends within windows of this many pixels (Qwen2.5-VL: 112). UniPixel's
 # <|mem|> pooling reads the merger input in window order with a row-order region mask, as
