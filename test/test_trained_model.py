@@ -24,18 +24,21 @@ from unipixel_ros.training.tracking_eval import track_stream
 
 COUNT = 16
 # What the shipped weights reach on the first COUNT held-out requests of each category, less
-# a margin (MODEL_CARD.md has the 100-request scores). Clicks and boxes (SAM 2) work; the
-# language side is far below the targets (text referring >= 0.80 / 0.70, answers >= 0.90):
-# its masks score below a perfect mask of a shape picked at random, and these floors only
-# catch a text or pre-fill path that returns nothing or masks the wrong places.
+# a margin (MODEL_CARD.md has the 100-request scores). Clicks and boxes (SAM 2) work, and so
+# do colour answers about an object the memory bank holds; text referring and the pre-fill
+# pass are far below the targets (>= 0.70 / 0.60 IoU): their masks score below a perfect
+# mask of a shape picked at random, and these floors only catch a path that returns nothing
+# or masks the wrong places.
 MIN_SCORES = {
-    ("click", "mean_iou"): 0.65,
-    ("click_box", "mean_iou"): 0.60,
-    ("text_image", "mean_iou"): 0.08,
-    ("text_video", "mean_iou"): 0.08,
-    ("point", "mean_iou"): 0.08,
-    ("box", "mean_iou"): 0.08,
+    ("click", "mean_iou"): 0.70,
+    ("click_box", "mean_iou"): 0.70,
+    ("text_image", "mean_iou"): 0.03,
+    ("text_video", "mean_iou"): 0.15,
+    ("point", "mean_iou"): 0.06,
+    ("box", "mean_iou"): 0.06,
 }
+# Memory questions are quick: more of them, so that the colour questions among them count.
+MEMORY_COUNT, MIN_MEMORY_COLOUR = 60, 0.75
 W, H = 320, 240
 
 
@@ -71,6 +74,8 @@ def test_held_out_scores_hold(pipeline):
     scores = evaluate(pipeline, count=COUNT, categories=categories)
     for (category, metric), minimum in MIN_SCORES.items():
         assert scores[category][metric] >= minimum, (category, metric, scores[category])
+    memory = evaluate(pipeline, count=MEMORY_COUNT, categories=("memory",))["memory"]
+    assert memory["accuracy_colour"] >= MIN_MEMORY_COLOUR, memory
 
 
 def _two_object_scene(left: tuple[float, float], right: tuple[float, float]) -> Scene:
@@ -114,16 +119,13 @@ def test_a_prompt_on_frame_k_segments_the_object_where_it_is_on_frame_k(pipeline
     assert mask_iou(masks[k], video.masks[obj, 0]) < 0.2
 
 
-def test_a_clicked_shape_stays_tracked_and_channel_order_matters(pipeline):
-    """Stream 1 (MODEL_CARD.md, "Tracking over many frames"): its yellow hexagon is held at
-    IoU > 0.8 for 6 frames; its blue square is lost at once, and found with red and blue
-    swapped (the loss follows the colour the model sees, not the scene)."""
+def test_clicked_shapes_stay_tracked(pipeline):
+    """Stream 1 (MODEL_CARD.md, "Tracking over many frames"): its blue square, purple diamond
+    and yellow hexagon, each clicked on frame 0, are held at IoU > 0.6 on all 6 frames after."""
     tracks = {t.colour: t for t in track_stream(pipeline, 1, 6)}
     assert set(tracks) == {"blue", "purple", "yellow"}
-    assert tracks["yellow"].held and min(tracks["yellow"].tracked_iou) > 0.8
-    assert not tracks["blue"].held
-    swapped = {t.colour: t for t in track_stream(pipeline, 1, 6, channels=(2, 1, 0))}
-    assert swapped["blue"].held
+    for track in tracks.values():
+        assert track.held and min(track.tracked_iou) > 0.6, track
 
 
 @pytest.mark.parametrize("place", [((80.0, 90.0), (230.0, 160.0)), ((240.0, 70.0), (90.0, 170.0))])
