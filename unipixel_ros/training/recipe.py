@@ -24,10 +24,10 @@ Stages follow the UniPixel paper where that makes sense without pretrained parts
    stays frozen here: at this budget, training it on the language model's still poor
    ``<SEG>`` seeds cost more click accuracy than it gave the seeds.
 
-The 30-minute budget (2 CPU cores) goes mostly to SAM 2: clicks, boxes and tracking are
-what the synthetic model does well. In the language stages the language model learns the
-answer formats, but within this budget it does not learn to ground words or prompts in
-the image (the held-out scores in the model card say how far it gets).
+The recipe runs in about 30 minutes on 2 CPU cores. The language model learns the answer
+formats and to read an object's colour from its ``<|mem|>`` token; within this budget it
+does not learn to ground words or clicked places in the image, nor to read shape (the
+held-out scores in the model card say how far it gets).
 
 ``ATTRIBUTE_SEED_RECIPE`` (``--recipe attribute-seeds``) is the same with SAM 2 also learning
 to segment an object from an attribute prompt in its ``<SEG>`` slots (a colour token and a
