@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         model.to(device)
         earlier, earlier_recipe = [], []
         attributes = None
+    whole_recipe = earlier_recipe + [dataclasses.asdict(s) for s in recipe.stages]
     started, cpu_started = time.perf_counter(), time.process_time()
     done: list = []
     trainer = Trainer(model, processor, seed=args.seed, progress=not args.quiet, attributes=attributes)
@@ -81,14 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.save_stages:
             save_checkpoint(model, processor, Path(args.save_stages) / report.name, dtype="fp32", seed=args.seed,
                             recipe=recipe, reports=list(done),
-                            extra={"stages_before": earlier,
-                                   "recipe": earlier_recipe + [dataclasses.asdict(s) for s in recipe.stages]},
+                            extra={"stages_before": earlier, "recipe": whole_recipe},
                             attributes=trainer.attributes if trainer.attributes_learnt else None)
 
     reports = trainer.run(recipe, after_stage=save_stage)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     stages = earlier + [r.__dict__ for r in reports]
-    whole_recipe = earlier_recipe + [dataclasses.asdict(s) for s in recipe.stages]
     folder = save_checkpoint(model, processor, args.output, dtype=args.dtype, seed=args.seed, recipe=recipe, reports=reports,
                              extra={"stages_before": earlier, "recipe": whole_recipe, "train_seconds": seconds,
                                     "train_cpu_seconds": cpu_seconds, "threads": args.threads,

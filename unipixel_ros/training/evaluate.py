@@ -110,9 +110,9 @@ def evaluate_request(pipeline, category: str, request: SyntheticRequest, scores:
     if category.startswith("click"):
         predicted = pipeline.segment_prompt(frames, _stamps(request), request.prompts[0]).masks
     elif category == "memory":
-        memory = ObjectMemoryBank()
-        kept = memory.add("[0]", ((stamp, mask, 1.0) for stamp, mask in zip(_stamps(request), expected)))
-        result = pipeline.query(frames, _stamps(request), request.text, [MemoryPrompt(object_index=0, memory_id=kept)],
+        stamps, memory = _stamps(request), ObjectMemoryBank()
+        kept = memory.add("[0]", ((stamp, mask, 1.0) for stamp, mask in zip(stamps, expected)))
+        result = pipeline.query(frames, stamps, request.text, [MemoryPrompt(object_index=0, memory_id=kept)],
                                 memory=memory)
         scores.answers[_QUESTION_TYPES.get(request.text, "track")].append(answer_matches(result.answer, request.answer))
         return

@@ -15,10 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unipixel_ros.synthetic.scenes import PALETTE, SHAPES
-from unipixel_ros.training.attributes import Attributes
-
-COLOURS: tuple[str, ...] = tuple(PALETTE)
+from unipixel_ros.synthetic.scenes import SHAPES
+from unipixel_ros.training.attributes import COLOURS, Attributes
 
 
 class RegionProbe(nn.Module):

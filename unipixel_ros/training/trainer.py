@@ -82,7 +82,7 @@ class ExampleSource:
         if kind == "attribute":
             return [self._attributes(frames, size)]
         if kind == "caption":
-            request = self._request([RequestKind.POINT_QUESTION, RequestKind.BOX_QUESTION], frames, size)
+            request = self._request(OBJECT_QUESTION_KINDS, frames, size)
             return [caption_example(self.processor, request, self.sam_image_size)]
         if kind in ("answer", "object_answer"):
             kinds = QUESTION_KINDS if kind == "answer" else OBJECT_QUESTION_KINDS
