@@ -87,3 +87,17 @@ def test_sam2_config_names_resolve_to_pip_sam2_files():
     assert resolve_sam2_config("configs/sam2.1/sam2.1_hiera_t.yaml") == ("configs/sam2.1/sam2.1_hiera_t.yaml", ())
     with pytest.raises(Sam2ConfigError, match="unknown sam2_config 'sam2.1_hiera_x'"):
         resolve_sam2_config("sam2.1_hiera_x")
+
+
+def test_the_synthetic_models_sam2_is_the_tiny_one_decoding_one_mask_per_tracked_frame():
+    from unipixel_ros.model.config import SYNTHETIC_SAM2_CONFIG, TINY_SAM2_CONFIG, resolve_sam2_config
+    from unipixel_ros.model.sam2_source import build_sam2_model
+    from unipixel_ros.training.recipe import synthetic_config
+    from unipixel_ros.training.tokenizer import build_synthetic_processor
+
+    tiny_file, tiny = resolve_sam2_config(TINY_SAM2_CONFIG)
+    synthetic_file, synthetic = resolve_sam2_config(SYNTHETIC_SAM2_CONFIG)
+    assert synthetic_file == tiny_file and set(tiny) < set(synthetic)
+    assert build_sam2_model(tiny_file, 128, tiny).multimask_output_for_tracking
+    assert not build_sam2_model(synthetic_file, 128, synthetic).multimask_output_for_tracking
+    assert synthetic_config(build_synthetic_processor().tokenizer).sam2_config == SYNTHETIC_SAM2_CONFIG

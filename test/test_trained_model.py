@@ -24,21 +24,16 @@ from unipixel_ros.training.tracking_eval import track_stream
 
 COUNT = 16
 # What the shipped weights reach on the first COUNT held-out requests of each category, less
-# a margin (MODEL_CARD.md has the 100-request scores). Clicks and boxes (SAM 2) work, and so
-# do colour answers about an object the memory bank holds; text referring and the pre-fill
-# pass are far below the targets (>= 0.70 / 0.60 IoU): their masks score below a perfect
-# mask of a shape picked at random, and these floors only catch a path that returns nothing
-# or masks the wrong places.
+# a margin (MODEL_CARD.md has the 100-request scores): clicks and boxes (SAM 2 alone), and
+# colour answers about an object the memory bank holds. Text referring and the pre-fill pass
+# have no floor here: their masks score about what an empty mask does (IoU 0.01-0.04), so no
+# floor there could fail.
 MIN_SCORES = {
-    ("click", "mean_iou"): 0.70,
-    ("click_box", "mean_iou"): 0.70,
-    ("text_image", "mean_iou"): 0.03,
-    ("text_video", "mean_iou"): 0.15,
-    ("point", "mean_iou"): 0.06,
-    ("box", "mean_iou"): 0.06,
+    ("click", "mean_iou"): 0.75,
+    ("click_box", "mean_iou"): 0.72,
 }
 # Memory questions are quick: more of them, so that the colour questions among them count.
-MEMORY_COUNT, MIN_MEMORY_COLOUR = 60, 0.75
+MEMORY_COUNT, MIN_MEMORY_COLOUR = 60, 0.85
 W, H = 320, 240
 
 
@@ -119,13 +114,17 @@ def test_a_prompt_on_frame_k_segments_the_object_where_it_is_on_frame_k(pipeline
     assert mask_iou(masks[k], video.masks[obj, 0]) < 0.2
 
 
-def test_clicked_shapes_stay_tracked(pipeline):
-    """Stream 1 (MODEL_CARD.md, "Tracking over many frames"): its blue square, purple diamond
-    and yellow hexagon, each clicked on frame 0, are held at IoU > 0.6 on all 6 frames after."""
-    tracks = {t.colour: t for t in track_stream(pipeline, 1, 6)}
-    assert set(tracks) == {"blue", "purple", "yellow"}
-    for track in tracks.values():
-        assert track.held and min(track.tracked_iou) > 0.6, track
+@pytest.mark.parametrize("stream, colours", [(1, ["blue", "purple", "yellow"]), (5, ["yellow", "blue", "red", "blue"]),
+                                             (11, ["blue", "red"])])
+def test_clicked_shapes_stay_tracked(pipeline, stream, colours):
+    """Every shape of these streams, clicked on frame 0, is held (IoU >= 0.5 on each of the 15
+    frames after; MODEL_CARD.md, "Tracking over many frames"). With three masks per tracked
+    frame, kept by an IoU head that ranks them by slot, the previous weights lost blue, purple
+    and red shapes here."""
+    tracks = track_stream(pipeline, stream, 15)
+    assert [t.colour for t in tracks] == colours
+    for track in tracks:
+        assert track.held, track
 
 
 @pytest.mark.parametrize("place", [((80.0, 90.0), (230.0, 160.0)), ((240.0, 70.0), (90.0, 170.0))])

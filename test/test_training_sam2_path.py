@@ -46,6 +46,22 @@ def test_seg_token_seed_and_propagation_match_the_engine(sam2, video):
         assert float(prediction.ious.max()) == pytest.approx(frame.score, abs=1e-4)
 
 
+def test_one_mask_per_tracked_frame_matches_the_engine(video):
+    """The synthetic model's SAM 2 decodes one mask on tracked frames (``multimask_output_for_tracking``
+    off); training tracks the way inference then does."""
+    sam2 = tiny_sam2(image_size=128, seed=3).eval()
+    sam2.multimask_output_for_tracking = False
+    engine = Sam2Engine(sam2)
+    tokens = torch.randn(1, 2, sam2.hidden_dim, generator=torch.Generator().manual_seed(1))
+    reference = engine.segment_seg_tokens(list(video.images), list(range(T)), tokens)
+    with torch.no_grad():
+        predictions = segment_clip(sam2, _per_frame(encode_frames(sam2, video.images)), 0,
+                                   seed_prompt(sam2, tokens), multimask=True)
+    assert [p.logits.shape[1] for p in predictions] == [3] + [1] * (T - 1)
+    for prediction, frame in zip(predictions, reference.frames):
+        _close(prediction.kept[0, 0], frame.low_res_logits)
+
+
 @pytest.mark.parametrize("click", [{"points": [(20.0, 30.0)], "labels": [1]}, {"box": (5.0, 8.0, 40.0, 30.0)}])
 def test_click_on_a_later_frame_tracks_both_ways_like_the_engine(sam2, video, click):
     engine = Sam2Engine(sam2)

@@ -23,6 +23,7 @@ PUBLISHED_SAM2_CONFIG = "configs/sam2.1_hiera_b+"
 _PUBLISHED_NAME = re.compile(r"configs/(sam2(?:\.1)?)_hiera_(t|s|b\+|l)")
 # A SAM 2.1 small enough for tests; built from the tiny recipe in model/sam2_source.py.
 TINY_SAM2_CONFIG = "unipixel_ros/tiny-sam2.1"
+SYNTHETIC_SAM2_CONFIG = "unipixel_ros/synthetic-sam2.1"
 
 
 class Sam2ConfigError(ValueError):
@@ -42,10 +43,13 @@ def resolve_sam2_config(name: str) -> tuple[str, tuple[str, ...]]:
     if name == TINY_SAM2_CONFIG:
         from unipixel_ros.model.sam2_source import TINY_CONFIG, TINY_OVERRIDES
         return TINY_CONFIG, tuple(TINY_OVERRIDES)
+    if name == SYNTHETIC_SAM2_CONFIG:
+        from unipixel_ros.model.sam2_source import SYNTHETIC_OVERRIDES, TINY_CONFIG
+        return TINY_CONFIG, tuple(SYNTHETIC_OVERRIDES)
     if name.startswith("configs/") and name.endswith(".yaml"):
         return name, ()
     raise Sam2ConfigError(f"unknown sam2_config {name!r}; expected a published name such as "
-                          f"{PUBLISHED_SAM2_CONFIG!r}, {TINY_SAM2_CONFIG!r}, or a pip-sam2 config path "
+                          f"{PUBLISHED_SAM2_CONFIG!r}, {TINY_SAM2_CONFIG!r}, {SYNTHETIC_SAM2_CONFIG!r}, or a pip-sam2 config path "
                           "such as 'configs/sam2.1/sam2.1_hiera_b+.yaml'")
 
 

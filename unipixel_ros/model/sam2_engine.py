@@ -27,8 +27,10 @@ object-pointer projection) without patching the library:
 
 Every mask-decoder call with three-mask output goes through a ``MaskDecoderBackend``
 (PyTorch by default; ONNX Runtime / TensorRT replace it). Single-mask decodes (a box,
-or several clicks) run SAM 2's torch decoder directly: the exported graphs only
-reproduce the three-mask case UniPixel uses for ``<SEG>`` and tracking.
+several clicks, and the tracked frames of a SAM 2 built with
+``multimask_output_for_tracking`` off, such as the synthetic model's) run SAM 2's torch
+decoder directly: the exported graphs only reproduce the three-mask case the published
+checkpoints use for ``<SEG>`` and tracking.
 
 Image features are cached per frame key, so frames already tracked or queried are
 never encoded again. Nothing per request is stored on any module.

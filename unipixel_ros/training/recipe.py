@@ -4,7 +4,9 @@ The model is the published architecture at a size that trains on a CPU: a three-
 language model and a two-block vision tower of Qwen2.5-VL's shape, a byte-level
 tokenizer with one token per word of the synthetic requests
 (:mod:`unipixel_ros.training.tokenizer`), and the tiny SAM 2.1 (small Hiera, full-width
-mask decoder and memory) at a 128-pixel input.
+mask decoder and memory) at a 128-pixel input, decoding one mask per tracked frame
+(``SYNTHETIC_SAM2_CONFIG``: its IoU head does not learn to rank three masks by content
+at this budget).
 
 Stages follow the UniPixel paper where that makes sense without pretrained parts:
 
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from unipixel_ros.model.chat import (END_OF_TEXT, IM_END, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START)
-from unipixel_ros.model.config import TINY_SAM2_CONFIG, PixelQwen2_5_VLConfig
+from unipixel_ros.model.config import SYNTHETIC_SAM2_CONFIG, PixelQwen2_5_VLConfig
 from unipixel_ros.model.modeling import PixelQwen2_5_VLForConditionalGeneration
 from unipixel_ros.model.tiny import TINY_SPECIAL_TOKENS
 from unipixel_ros.prompts import MEM_TOKEN, REF_TOKEN, SEG_TOKEN
@@ -189,7 +191,7 @@ def synthetic_config(tokenizer, sam2_image_size: int = SAM2_IMAGE_SIZE) -> Pixel
         image_token_id=ids[IMAGE_PAD], video_token_id=ids[VIDEO_PAD],
         vision_start_token_id=ids[VISION_START], vision_end_token_id=ids[VISION_END],
         ref_token_id=ids[REF_TOKEN], seg_token_id=ids[SEG_TOKEN], mem_token_id=ids[MEM_TOKEN],
-        sam2_config=TINY_SAM2_CONFIG, sam2_image_size=sam2_image_size, sam2_hidden_tokens=2,
+        sam2_config=SYNTHETIC_SAM2_CONFIG, sam2_image_size=sam2_image_size, sam2_hidden_tokens=2,
         eos_token_id=ids[IM_END], bos_token_id=ids[END_OF_TEXT])
 
 
