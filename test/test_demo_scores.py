@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from unipixel_ros.demo import GroundTruth, Recorder, best_match, score_track
+from unipixel_ros.demo import FOLLOW_UP, GroundTruth, Recorder, best_match, score_follow_up, score_track
 from unipixel_ros.synthetic.scenes import SyntheticStream
 
 
@@ -109,3 +109,10 @@ def test_click_targets_stay_inside_their_shape_while_the_click_travels() -> None
                 assert not any(frame.masks[j][int(y), int(x)] for j in range(len(names)) if j != k), (index, name, lead)
             checked += 1
     assert checked >= 40
+
+
+def test_the_follow_up_answer_is_scored_against_the_clicked_shapes_colour() -> None:
+    right = score_follow_up("Blue.", "blue triangle", "blue", 2, "blue triangle")
+    wrong = score_follow_up("orange", "blue triangle", "blue", 2, "orange circle")
+    assert right["correct"] and not wrong["correct"]
+    assert (right["question"], right["memory_id"], wrong["mask_is_on"]) == (FOLLOW_UP, 2, "orange circle")

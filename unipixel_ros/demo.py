@@ -19,11 +19,13 @@ it, by default one drawn from the process id):
    which the node segments with SAM 2 alone and keeps (clicking again, on the next shape, while the
    node finds nothing there, which happens with a model that was not trained);
 4. records the tracked objects, label images and overlays for a few seconds, from when the
-   node publishes them again;
+   node publishes them again, then asks "What colour is [0]?" about the clicked object the node
+   keeps (a MEMORY prompt: a follow-up question about a tracked object);
 5. scores itself: the synthetic camera's frames are known, so every mask the node sent
    (the query's, the click's and the tracked ones) is compared with the true mask of the
    shape it was asked for on the same frame (found from the frame's pixels), and the IoUs
-   are printed and written to ``summary.json`` under ``scores``; the 3-D of the query's
+   are printed and written to ``summary.json`` under ``scores``, with the follow-up answer
+   against the clicked shape's true colour (``scores.follow_up``); the 3-D of the query's
    objects (from the reply's ``Object3D``) and of the tracked query and clicked objects
    (centroid, extent, point count, frame_id) is printed and written under ``objects3d``,
    and scored under ``scores_3d``: the centroid's z against the true depth of the shape
@@ -58,6 +60,7 @@ import cv2
 import numpy as np
 
 from unipixel_ros.mask_points import border_distance
+from unipixel_ros.synthetic import answer_matches
 
 NAMESPACE = "/demo"
 CAMERA = "camera"
@@ -65,6 +68,12 @@ FRAME_ID = "camera_optical"
 WIDTH, HEIGHT, RATE_HZ, NUM_OBJECTS = 320, 240, 5.0, 3
 HORIZONTAL_FOV_DEG = 60.0              # the synthetic camera's default, given to it explicitly
 QUERY_WINDOW_S = 2.0
+# Asked about the clicked object once it has been tracked, through a MEMORY prompt (a follow-up
+# question about a kept object, as a user asks one after clicking).
+FOLLOW_UP = "What colour is [0]?"
+# ...over the newest frames only: the synthetic model's language stages saw clips of 1-4 frames,
+# and over the 11 frames of the question's window its answers go astray (model card, "Limits").
+FOLLOW_UP_FRAMES = 4
 MAX_CLICKS = 8
 OPTIONS = {"model": "", "device": "auto", "dtype": "auto", "decoder_backend": "torch", "out": "out/demo",
            "track_seconds": "4", "seed": "3", "timeout": "600", "domain": ""}
@@ -324,7 +333,7 @@ def run(options: dict[str, str]) -> None:
     from sensor_msgs.msg import Image
 
     from unipixel_ros.action import Query
-    from unipixel_ros.msg import ObjectMasksArray
+    from unipixel_ros.msg import ObjectMasksArray, VisualPrompt
     from unipixel_ros.rendering import OverlayObject, overlay
     from unipixel_ros.ros.spinner import stop_spinning
     from unipixel_ros.srv import ListObjects
@@ -476,6 +485,28 @@ def run(options: dict[str, str]) -> None:
         summary = write_tracking_outputs(out, rec, since)
         truth = GroundTruth(stream, rec)
         scores = score_demo(truth, [o.name for o in scene.objects], target, result, click, rec, since)
+
+        # -- a follow-up question about the clicked object -------------------------------------
+        kept_clicks = [o for o in list_objects(client, ListObjects, srv, wait) if o.label == "click"]
+        if click is not None and kept_clicks:
+            kept = max(kept_clicks, key=lambda o: o.id)
+            say(f"asking: \"{FOLLOW_UP}\" about the clicked object (memory id {kept.id}, newest "
+                f"{FOLLOW_UP_FRAMES} frames)")
+            prompt = VisualPrompt(type=VisualPrompt.MEMORY, object_index=0, memory_id=kept.id)
+            sent = action.send_goal_async(Query.Goal(camera=CAMERA, text=FOLLOW_UP, prompts=[prompt],
+                                                     window_seconds=QUERY_WINDOW_S, max_frames=FOLLOW_UP_FRAMES))
+            handle = wait(lambda: sent.done() and sent.result(), 60, "the follow-up goal to be accepted")
+            follow_future = handle.get_result_async()
+            reply = wait(lambda: follow_future.done() and follow_future.result(), timeout, "the follow-up answer").result
+            if reply.success:
+                colour = next(o.colour for o in scene.objects if o.name == click["object"])
+                with rec.lock:
+                    last = next(((stamp_ns(m.header.stamp), pixels(o.masks[0]) > 0) for m in reversed(rec.tracked)
+                                 for o in m.objects if o.id == kept.id), None)
+                on = best_match(truth, [o.name for o in scene.objects], *last) if last else None
+                scores["follow_up"] = score_follow_up(reply.answer, click["object"], colour, kept.id, on)
+            else:
+                say(f"the follow-up question failed: {reply.message}")
         say_scores(scores)
         from unipixel_ros.ros.synthetic_camera import pinhole_k
 
@@ -599,6 +630,18 @@ def say_scores(scores: dict[str, Any]) -> None:
             say(f"score:   tracked afterwards: {line(entry['tracked'])}")
     if scores["click"] is not None:
         say(f"score: clicked object tracked: {line(scores['click'])}")
+    follow_up = scores.get("follow_up")
+    if follow_up is not None:
+        say(f"score: \"{follow_up['question']}\" about the clicked {follow_up['object']}: {follow_up['answer']!r} "
+            f"({'right' if follow_up['correct'] else 'wrong'}: it is {follow_up['true_colour']}; its tracked mask was "
+            f"last on the {follow_up['mask_is_on'] or 'background'})")
+
+
+def score_follow_up(answer: str, name: str, colour: str, memory_id: int, mask_is_on: str | None) -> dict[str, Any]:
+    """The follow-up answer about the clicked object against the colour the scene drew it in, and
+    the shape its newest tracked mask lay on (the region the answer was read from)."""
+    return {"question": FOLLOW_UP, "memory_id": memory_id, "object": name, "answer": answer,
+            "true_colour": colour, "correct": answer_matches(answer, colour), "mask_is_on": mask_is_on}
 
 
 def list_objects(client: Any, srv_type: Any, srv: str, wait: Callable) -> list:
