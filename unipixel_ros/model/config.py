@@ -23,6 +23,7 @@ PUBLISHED_SAM2_CONFIG = "configs/sam2.1_hiera_b+"
 _PUBLISHED_NAME = re.compile(r"configs/(sam2(?:\.1)?)_hiera_(t|s|b\+|l)")
 # A SAM 2.1 small enough for tests; built from the tiny recipe in model/sam2_source.py.
 TINY_SAM2_CONFIG = "unipixel_ros/tiny-sam2.1"
+# The shipped synthetic model's: the tiny one with one mask per tracked frame (model/sam2_source.py).
 SYNTHETIC_SAM2_CONFIG = "unipixel_ros/synthetic-sam2.1"
 
 

@@ -34,8 +34,8 @@ TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 # The synthetic model's SAM 2: the tiny one decoding one mask per tracked frame. SAM 2.1 decodes
 # three there and keeps the one its IoU head ranks first; trained from scratch at this budget
 # that head ranks by slot, not content (it predicts about the same three IoUs for every
-# object), while the three masks split the colours between them, so tracking kept the slot
-# that does not segment blue and purple shapes and lost them (model card).
+# object), while the three masks split the colours between them, so tracking kept a slot
+# that missed whole colours (blue and purple in one run) and lost those shapes (model card).
 SYNTHETIC_OVERRIDES = TINY_OVERRIDES + ("++model.multimask_output_for_tracking=false",)
 
 
