@@ -6,7 +6,7 @@ segment the red circle, clicks on other shapes as rqt_image_view does, and asks 
 colour of a clicked object the node keeps. The click's published masks must cover the
 shape's true pixels on the frames whose stamps they carry, and the answer about the kept
 object must name its colour. Text referring does not work with these weights (its
-held-out masks score below an empty mask's margin, MODEL_CARD.md), so only the reply's
+held-out masks score about what an empty mask does, MODEL_CARD.md), so only the reply's
 plumbing is checked for it.
 """
 from __future__ import annotations
