@@ -111,6 +111,11 @@ def streamed(node):
         client.close()
 
 
+def listed(client) -> list:
+    """The objects the node keeps for the camera."""
+    return client.call(ListObjects, f"{NS}/unipixel/list_objects", ListObjects.Request(camera=CAMERA)).objects
+
+
 def test_segment_the_red_circle_returns_masks_on_every_stamped_frame(streamed):
     client, frames, stamps = streamed
     reply = client.call(Query, f"{NS}/unipixel/query",
@@ -132,9 +137,7 @@ def test_a_click_on_another_shape_is_segmented_on_the_newest_frame(streamed):
     newest = frames[-1]
     x, y = (float(v) for v in newest.centers[1])          # the blue square
     client.publisher(Point, f"{NS}/{CAMERA}/image_raw_mouse_left").publish(Point(x=x, y=y))
-    listed = lambda: client.call(ListObjects, f"{NS}/unipixel/list_objects",  # noqa: E731
-                                 ListObjects.Request(camera=CAMERA)).objects
-    kept = wait_for(lambda: [o for o in listed() if o.label == "click"], 120, "the clicked object to be kept")
+    kept = wait_for(lambda: [o for o in listed(client) if o.label == "click"], 120, "the clicked object to be kept")
     published = wait_for(lambda: next((m for m in client.snapshot(tracked)
                                        if any(o.id == kept[-1].id for o in m.objects)), None), 60,
                          "the clicked object on tracked_objects")
@@ -148,12 +151,10 @@ def test_a_click_on_another_shape_is_segmented_on_the_newest_frame(streamed):
 def test_the_colour_of_a_clicked_and_kept_object_is_answered(streamed, shape, colour):
     """A follow-up question about an object the node keeps (a MEMORY prompt) reads its region."""
     client, frames, stamps = streamed
-    listed = lambda: client.call(ListObjects, f"{NS}/unipixel/list_objects",  # noqa: E731
-                                 ListObjects.Request(camera=CAMERA)).objects
-    before = {o.id for o in listed()}
+    before = {o.id for o in listed(client)}
     x, y = (float(v) for v in frames[-1].centers[shape])
     client.publisher(Point, f"{NS}/{CAMERA}/image_raw_mouse_left").publish(Point(x=x, y=y))
-    (kept,) = wait_for(lambda: [o for o in listed() if o.label == "click" and o.id not in before], 120,
+    (kept,) = wait_for(lambda: [o for o in listed(client) if o.label == "click" and o.id not in before], 120,
                        "the clicked object to be kept")
     prompt = VisualPrompt(type=VisualPrompt.MEMORY, object_index=0, memory_id=kept.id)
     reply = client.call(Query, f"{NS}/unipixel/query",

@@ -33,13 +33,18 @@ def _per_frame(features, count: int = 1):
     return [features.select([t] * count) for t in range(T)]
 
 
-def test_seg_token_seed_and_propagation_match_the_engine(sam2, video):
-    engine = Sam2Engine(sam2)
-    tokens = torch.randn(1, 2, sam2.hidden_dim, generator=torch.Generator().manual_seed(0))
-    reference = engine.segment_seg_tokens(list(video.images), list(range(T)), tokens)
+def _seeded_both_ways(sam2, video, seed: int):
+    """Random <SEG> tokens seeded on frame 0 and tracked: (training path's predictions, engine's result)."""
+    tokens = torch.randn(1, 2, sam2.hidden_dim, generator=torch.Generator().manual_seed(seed))
+    reference = Sam2Engine(sam2).segment_seg_tokens(list(video.images), list(range(T)), tokens)
     with torch.no_grad():
         predictions = segment_clip(sam2, _per_frame(encode_frames(sam2, video.images)), 0,
                                    seed_prompt(sam2, tokens), multimask=True)
+    return predictions, reference
+
+
+def test_seg_token_seed_and_propagation_match_the_engine(sam2, video):
+    predictions, reference = _seeded_both_ways(sam2, video, 0)
     assert [p.logits.shape[1] for p in predictions] == [3] * T
     for prediction, frame in zip(predictions, reference.frames):
         _close(prediction.kept[0, 0], frame.low_res_logits)
@@ -51,12 +56,7 @@ def test_one_mask_per_tracked_frame_matches_the_engine(video):
     off); training tracks the way inference then does."""
     sam2 = tiny_sam2(image_size=128, seed=3).eval()
     sam2.multimask_output_for_tracking = False
-    engine = Sam2Engine(sam2)
-    tokens = torch.randn(1, 2, sam2.hidden_dim, generator=torch.Generator().manual_seed(1))
-    reference = engine.segment_seg_tokens(list(video.images), list(range(T)), tokens)
-    with torch.no_grad():
-        predictions = segment_clip(sam2, _per_frame(encode_frames(sam2, video.images)), 0,
-                                   seed_prompt(sam2, tokens), multimask=True)
+    predictions, reference = _seeded_both_ways(sam2, video, 1)
     assert [p.logits.shape[1] for p in predictions] == [3] + [1] * (T - 1)
     for prediction, frame in zip(predictions, reference.frames):
         _close(prediction.kept[0, 0], frame.low_res_logits)

@@ -432,11 +432,16 @@ def run(options: dict[str, str]) -> None:
             if fb.stage != last_stage[0]:
                 last_stage[0] = fb.stage
                 say(f"  stage {fb.stage}" + (f", {fb.tokens_generated} tokens" if fb.tokens_generated else ""))
-        sent = action.send_goal_async(Query.Goal(camera=CAMERA, text=question, window_seconds=QUERY_WINDOW_S,
-                                                 remember=True), feedback_callback=feedback)
-        handle = wait(lambda: sent.done() and sent.result(), 60, "the goal to be accepted")
-        result_future = handle.get_result_async()
-        result = wait(lambda: result_future.done() and result_future.result(), timeout, "the answer").result
+
+        def ask(goal: Any, what: str, **kwargs: Any) -> Any:
+            """Send a query goal and wait for its result."""
+            sent = action.send_goal_async(goal, **kwargs)
+            handle = wait(lambda: sent.done() and sent.result(), 60, f"the {what} goal to be accepted")
+            future = handle.get_result_async()
+            return wait(lambda: future.done() and future.result(), timeout, f"the {what} answer").result
+
+        result = ask(Query.Goal(camera=CAMERA, text=question, window_seconds=QUERY_WINDOW_S, remember=True),
+                     "query", feedback_callback=feedback)
         if not result.success:
             raise DemoError(f"the query failed: {result.message}")
         timings = {t.stage: round(t.seconds, 3) for t in result.timings}
@@ -493,11 +498,8 @@ def run(options: dict[str, str]) -> None:
             say(f"asking: \"{FOLLOW_UP}\" about the clicked object (memory id {kept.id}, newest "
                 f"{FOLLOW_UP_FRAMES} frames)")
             prompt = VisualPrompt(type=VisualPrompt.MEMORY, object_index=0, memory_id=kept.id)
-            sent = action.send_goal_async(Query.Goal(camera=CAMERA, text=FOLLOW_UP, prompts=[prompt],
-                                                     window_seconds=QUERY_WINDOW_S, max_frames=FOLLOW_UP_FRAMES))
-            handle = wait(lambda: sent.done() and sent.result(), 60, "the follow-up goal to be accepted")
-            follow_future = handle.get_result_async()
-            reply = wait(lambda: follow_future.done() and follow_future.result(), timeout, "the follow-up answer").result
+            reply = ask(Query.Goal(camera=CAMERA, text=FOLLOW_UP, prompts=[prompt], window_seconds=QUERY_WINDOW_S,
+                                   max_frames=FOLLOW_UP_FRAMES), "follow-up")
             if reply.success:
                 colour = next(o.colour for o in scene.objects if o.name == click["object"])
                 with rec.lock:
@@ -505,8 +507,9 @@ def run(options: dict[str, str]) -> None:
                                  for o in m.objects if o.id == kept.id), None)
                 on = best_match(truth, [o.name for o in scene.objects], *last) if last else None
                 scores["follow_up"] = score_follow_up(reply.answer, click["object"], colour, kept.id, on)
-            else:
-                say(f"the follow-up question failed: {reply.message}")
+            else:   # e.g. the object left the view: no mask of it on the newest frames
+                scores["follow_up"] = {"question": FOLLOW_UP, "memory_id": kept.id, "object": click["object"],
+                                       "error": reply.message}
         say_scores(scores)
         from unipixel_ros.ros.synthetic_camera import pinhole_k
 
@@ -631,7 +634,10 @@ def say_scores(scores: dict[str, Any]) -> None:
     if scores["click"] is not None:
         say(f"score: clicked object tracked: {line(scores['click'])}")
     follow_up = scores.get("follow_up")
-    if follow_up is not None:
+    if follow_up is not None and "error" in follow_up:
+        say(f"score: \"{follow_up['question']}\" about the clicked {follow_up['object']}: not answered "
+            f"({follow_up['error']})")
+    elif follow_up is not None:
         say(f"score: \"{follow_up['question']}\" about the clicked {follow_up['object']}: {follow_up['answer']!r} "
             f"({'right' if follow_up['correct'] else 'wrong'}: it is {follow_up['true_colour']}; its tracked mask was "
             f"last on the {follow_up['mask_is_on'] or 'background'})")
