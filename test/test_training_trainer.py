@@ -126,12 +126,12 @@ def test_cli_writes_a_checkpoint_the_loader_reads(tmp_path, monkeypatch):
     more = tmp_path / "more"
     monkeypatch.setattr("unipixel_ros.training.__main__.DEFAULT_RECIPE",
                         dataclasses.replace(DEFAULT_RECIPE, stages=tuple(_short(s) for s in DEFAULT_RECIPE.stages)))
-    assert train_main(["--output", str(more), "--init", str(tmp_path), "--stages", "joint", "--threads", "1",
+    assert train_main(["--output", str(more), "--init", str(tmp_path), "--stages", "align", "--threads", "1",
                        "--quiet"]) == 0
     log = read_training_log(more)
     assert [s["name"] for s in log["stages_before"]] == ["sam", "prompt"]
-    assert [s["name"] for s in log["stages"]] == ["joint"]
-    assert [s["name"] for s in log["recipe"]] == ["sam", "prompt", "joint"]
+    assert [s["name"] for s in log["stages"]] == ["align"]
+    assert [s["name"] for s in log["recipe"]] == ["sam", "prompt", "align"]
 
 
 def test_stages_need_frame_sizes():

@@ -52,6 +52,11 @@ class LossWeights:
     # Not the paper's: colour and shape read from each <|mem|> token's pooled features
     # (:mod:`unipixel_ros.training.region_probe`), for injection passes.
     region: float = 1.0
+    # Not the paper's: the grounding aids of text referring and pre-fill passes
+    # (:mod:`unipixel_ros.training.grounding`), in stages that ask for them.
+    place: float = 5.0
+    pointing: float = 1.0
+    seeding: float = 5.0
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = FOCAL_ALPHA,

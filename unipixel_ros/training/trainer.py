@@ -14,6 +14,7 @@ import math
 import time
 import zlib
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -29,6 +30,8 @@ from unipixel_ros.prompts import PointPrompt
 from unipixel_ros.synthetic import RequestKind, random_request, random_video
 from unipixel_ros.synthetic.requests import MIN_PROMPT_PIXELS, RequestUnavailable, _make_prompt
 from unipixel_ros.training.attributes import AttributeExample, AttributePrompts, attribute_example
+from unipixel_ros.training.grounding import (GroundingError, LastLayerView, PlaceProbe, cell_centres, click_token,
+                                            last_layer_view, point_seed, pointing_loss, target_cells)
 from unipixel_ros.training.formatting import (ChatExample, ClickExample, caption_example, prompted_examples,
                                               text_referring_example)
 from unipixel_ros.training.losses import (FIT_BEST, FIT_KEPT, LossWeights, MaskLossTerms, frame_mask_losses,
@@ -256,7 +259,12 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.region_probe = RegionProbe(int(model.msk_proj[0].in_features)).to(model.sam2.no_mem_embed.device)
+            self.place_probe = PlaceProbe(int(model.config.text_config.hidden_size),
+                                          int(model.sam2.sam_prompt_embed_dim)).to(model.sam2.no_mem_embed.device)
+        self._cell_tokens: dict[tuple[int, ...], torch.Tensor] = {}
         self.region_probe.requires_grad_(False)
+        self.place_probe.requires_grad_(False)
+        self.grounding = False
 
     def run(self, recipe: Recipe, after_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
         """Run every stage; ``after_stage`` sees each finished stage (e.g. to save a checkpoint)."""
@@ -289,6 +297,14 @@ class Trainer:
         if probes:
             groups.append({"params": list(self.region_probe.parameters()), "lr": stage.lr})
         self.region_probe.requires_grad_(probes)
+        self.grounding = stage.grounding
+        if stage.grounding:
+            if "language_model" not in stage.groups or (stage.sam_lr_scale > 0 and "sam2" in stage.groups):
+                raise TrainingError(f"stage {stage.name}: the grounding terms need the language model training "
+                                    "and SAM 2 frozen (their targets are SAM 2's prompt tokens)")
+            self._cell_tokens.clear()
+            groups.append({"params": list(self.place_probe.parameters()), "lr": stage.lr})
+        self.place_probe.requires_grad_(stage.grounding)
         trained = [p for g in groups for p in g["params"]]
         optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
         peaks = [g["lr"] for g in optimizer.param_groups]
@@ -316,6 +332,8 @@ class Trainer:
                 bar.set_postfix({k: f"{np.mean(v[-50:]):.3f}" for k, v in history.items() if k != "total"})
         optimizer.zero_grad(set_to_none=True)
         self.region_probe.requires_grad_(False)
+        self.place_probe.requires_grad_(False)
+        self.grounding = False
         self.attributes_learnt |= learns_attributes
         self.attributes.requires_grad_(False)    # only a stage that draws attribute prompts moves them
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
@@ -331,6 +349,7 @@ class Trainer:
         lm_losses: list[torch.Tensor] = []
         seed_losses: list[torch.Tensor] = []
         region_losses: list[torch.Tensor] = []
+        grounding_losses: dict[str, list[torch.Tensor]] = defaultdict(list)
         probing = any(p.requires_grad for p in self.region_probe.parameters())
         clips: list[np.ndarray] = []
         clip_of: dict[int, int] = {}
@@ -371,7 +390,12 @@ class Trainer:
                 job.clips.append(clip_index(example.frames))
                 job.targets.append(example.masks)
                 continue
-            out = chat_forward(self.model, example)
+            grounded = self.grounding and example.seg_masks is not None
+            with last_layer_view(self.model.model.language_model) if grounded else nullcontext() as views:
+                out = chat_forward(self.model, example)
+            if grounded:
+                for key, value in self.grounding_terms(example, out, views[-1]).items():
+                    grounding_losses[key].append(value)
             lm_losses.append(out.lm_loss)
             if probing and example.memory_attributes is not None and out.memory_features is not None:
                 region_losses.append(self.region_probe.loss(out.memory_features, example.memory_attributes))
@@ -393,10 +417,48 @@ class Trainer:
         lm = torch.stack(lm_losses).mean() if lm_losses else zero
         seeds = torch.stack(seed_losses).mean() if seed_losses else zero
         regions = torch.stack(region_losses).mean() if region_losses else zero
+        grounding = {k: torch.stack(grounding_losses[k]).mean() if grounding_losses[k] else zero
+                     for k in ("place", "pointing", "seeding")}
         terms = sam_losses(sam2, clips, list(jobs.values()), self.weights) if jobs else MaskLossTerms.zero(zero.device)
         mask = terms.weighted(self.weights)
         count = max(terms.objects, 1)
-        return {"total": self.weights.lm * lm + self.weights.seed * seeds + self.weights.region * regions + mask,
-                "lm": lm.detach(), "seed": seeds.detach(), "region": regions.detach(), "focal": terms.focal.detach() / count,
+        total = (self.weights.lm * lm + self.weights.seed * seeds + self.weights.region * regions + mask
+                 + sum(getattr(self.weights, k) * v for k, v in grounding.items()))
+        shown = {k: v.detach() for k, v in grounding.items()} if self.grounding else {}
+        return {"total": total, "lm": lm.detach(), **shown, "seed": seeds.detach(), "region": regions.detach(), "focal": terms.focal.detach() / count,
                 "dice": terms.dice.detach() / count, "iou": terms.iou.detach() / count,
                 "objectness": terms.objectness.detach() / count}
+
+    def cell_tokens(self, grid: tuple[int, int, int], width: int, height: int) -> torch.Tensor:
+        """SAM 2's click token of every vision token's cell centre, [grid_t * cells, C] in sequence order
+        (the place probe's targets; SAM 2 is frozen in a stage that uses them, so they are kept per grid)."""
+        key = (*grid, width, height)
+        if key not in self._cell_tokens:
+            with torch.no_grad():
+                tokens = torch.stack([click_token(self.engine, float(x), float(y), width, height)
+                                      for x, y in cell_centres(grid[1:], width, height)])
+            self._cell_tokens[key] = tokens.repeat(grid[0], 1)
+        return self._cell_tokens[key]
+
+    def grounding_terms(self, example: ChatExample, out: ChatOutput, view: LastLayerView) -> dict[str, torch.Tensor]:
+        """The grounding aids of one pass with ``<|seg|>`` targets (:mod:`unipixel_ros.training.grounding`).
+
+        Targets absent from the seed frame (frame 0) give no pointing or corner term.
+        """
+        config = self.model.config
+        input_ids = example.inputs.input_ids[0]
+        vision = torch.nonzero((input_ids == config.video_token_id) | (input_ids == config.image_token_id)).flatten()
+        grid = tuple(int(v) for v in example.inputs.video_grid_thw[0])
+        places = self.cell_tokens(grid, example.frames.shape[2], example.frames.shape[1])
+        if vision.numel() != places.shape[0]:
+            raise GroundingError(f"{vision.numel()} vision tokens for a {grid} grid")
+        terms = {"place": self.place_probe.loss(view.states[vision.to(view.states.device)], places)}
+        queries = self.model._seg_predictor_positions(example.inputs.input_ids)
+        seen = [i for i, masks in enumerate(example.seg_masks) if masks[0].any()]
+        if seen:
+            cells = [target_cells(example.seg_masks[i][0], grid[1:]) for i in seen]
+            terms["pointing"] = pointing_loss(view.attention, queries[seen], vision, cells)
+            with torch.no_grad():
+                seeds = torch.stack([point_seed(self.engine, example.seg_masks[i][0]) for i in seen])
+            terms["seeding"] = seed_loss(out.seg_tokens[seen], seeds.to(out.seg_tokens.device))
+        return terms
