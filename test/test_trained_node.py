@@ -5,8 +5,8 @@ the real pipeline with the default model, the shipped synthetic UniPixel), asks 
 segment the red circle, clicks on other shapes as rqt_image_view does, and asks the
 colour of a clicked object the node keeps. The click's published masks must cover the
 shape's true pixels on the frames whose stamps they carry, and the answer about the kept
-object must name its colour. Text referring does not work with these weights (its
-held-out masks score about what an empty mask does, MODEL_CARD.md), so only the reply's
+object must name its colour. Text referring does not work with these weights (their
+masks land on a shape, not on the one the words name, MODEL_CARD.md), so only the reply's
 plumbing is checked for it.
 """
 from __future__ import annotations
