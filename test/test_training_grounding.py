@@ -152,3 +152,16 @@ def test_the_language_models_positions_tell_rows_and_columns_apart(model_and_pro
     cos, _ = rotary(torch.zeros(1, cells, 1), positions)
     assert float(cos[0, -1].min()) <= float(np.cos(0.5))
     assert float(cos[0, 0].min()) == pytest.approx(1.0)
+
+
+def test_a_stage_cannot_ground_while_sam_trains(model_and_processor) -> None:
+    """The terms' targets are SAM 2's prompt tokens, kept per grid: they hold only while SAM 2 is frozen."""
+    import dataclasses
+
+    from unipixel_ros.training.trainer import TrainingError
+
+    model, processor = model_and_processor
+    align = DEFAULT_RECIPE.only(["align"]).stages[0]
+    trainer = Trainer(model, processor, seed=0, progress=False)
+    with pytest.raises(TrainingError, match="SAM 2 frozen"):
+        trainer.run_stage(dataclasses.replace(align, steps=1, groups=(*align.groups, "sam2"), sam_lr_scale=1.0))

@@ -278,6 +278,10 @@ class Trainer:
     def run_stage(self, stage: Stage) -> StageReport:
         """Train one stage. Its random draws depend on the seed and the stage's name only, so a
         recipe run stage by stage (saving fp32 checkpoints in between) gives the same weights."""
+        if stage.grounding and ("language_model" not in stage.groups
+                                or (stage.sam_lr_scale > 0 and "sam2" in stage.groups)):
+            raise TrainingError(f"stage {stage.name}: the grounding terms need the language model training "
+                                "and SAM 2 frozen (their targets are SAM 2's prompt tokens)")
         stream = zlib.crc32(stage.name.encode())
         rng = np.random.default_rng((self.seed, stream))
         torch.manual_seed(self.seed * 2**32 + stream)
@@ -299,9 +303,6 @@ class Trainer:
         self.region_probe.requires_grad_(probes)
         self.grounding = stage.grounding
         if stage.grounding:
-            if "language_model" not in stage.groups or (stage.sam_lr_scale > 0 and "sam2" in stage.groups):
-                raise TrainingError(f"stage {stage.name}: the grounding terms need the language model training "
-                                    "and SAM 2 frozen (their targets are SAM 2's prompt tokens)")
             self._cell_tokens.clear()
             groups.append({"params": list(self.place_probe.parameters()), "lr": stage.lr})
         self.place_probe.requires_grad_(stage.grounding)
@@ -425,9 +426,9 @@ class Trainer:
         total = (self.weights.lm * lm + self.weights.seed * seeds + self.weights.region * regions + mask
                  + sum(getattr(self.weights, k) * v for k, v in grounding.items()))
         shown = {k: v.detach() for k, v in grounding.items()} if self.grounding else {}
-        return {"total": total, "lm": lm.detach(), **shown, "seed": seeds.detach(), "region": regions.detach(), "focal": terms.focal.detach() / count,
-                "dice": terms.dice.detach() / count, "iou": terms.iou.detach() / count,
-                "objectness": terms.objectness.detach() / count}
+        return {"total": total, "lm": lm.detach(), **shown, "seed": seeds.detach(), "region": regions.detach(),
+                "focal": terms.focal.detach() / count, "dice": terms.dice.detach() / count,
+                "iou": terms.iou.detach() / count, "objectness": terms.objectness.detach() / count}
 
     def cell_tokens(self, grid: tuple[int, int, int], width: int, height: int) -> torch.Tensor:
         """SAM 2's click token of every vision token's cell centre, [grid_t * cells, C] in sequence order
@@ -443,7 +444,7 @@ class Trainer:
     def grounding_terms(self, example: ChatExample, out: ChatOutput, view: LastLayerView) -> dict[str, torch.Tensor]:
         """The grounding aids of one pass with ``<|seg|>`` targets (:mod:`unipixel_ros.training.grounding`).
 
-        Targets absent from the seed frame (frame 0) give no pointing or corner term.
+        Targets absent from the seed frame (frame 0) give no pointing or seeding term.
         """
         config = self.model.config
         input_ids = example.inputs.input_ids[0]
