@@ -76,11 +76,16 @@ def region_token_masks(masks: np.ndarray | torch.Tensor, grid_thw: tuple[int, in
     paired = pair_masks(masks)
     if paired.shape[0] != grid_t:
         raise RegionError(f"{paired.shape[0]} frame pairs do not match the video grid's t = {grid_t}")
+    return F.max_pool2d(resize_to_grid(paired, grid_h, grid_w), kernel_size=RESIZE_FACTOR, stride=RESIZE_FACTOR) > 0
+
+
+def resize_to_grid(masks: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """Float masks [N, C, H, W] at the processor's pixel size (grid_h * 14, grid_w * 14), resized as
+    step 3 of the module description does, ready to pool over 28 x 28 cells."""
     if grid_h % SPATIAL_MERGE_SIZE or grid_w % SPATIAL_MERGE_SIZE:
         raise RegionError(f"grid {grid_h}x{grid_w} is not divisible by the merge size {SPATIAL_MERGE_SIZE}")
-    resized = F.interpolate(paired, size=(grid_h * PATCH_SIZE, grid_w * PATCH_SIZE), mode="bilinear",
-                            align_corners=False, antialias=True)
-    return F.max_pool2d(resized, kernel_size=RESIZE_FACTOR, stride=RESIZE_FACTOR) > 0
+    return F.interpolate(masks, size=(grid_h * PATCH_SIZE, grid_w * PATCH_SIZE), mode="bilinear",
+                         align_corners=False, antialias=True)
 
 
 def region_cells(region_masks: torch.Tensor) -> list[tuple[int, int]]:

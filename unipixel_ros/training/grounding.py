@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unipixel_ros.sampling import PATCH_SIZE, RESIZE_FACTOR, SPATIAL_MERGE_SIZE
+from unipixel_ros.regions import resize_to_grid
+from unipixel_ros.sampling import RESIZE_FACTOR, SPATIAL_MERGE_SIZE
 
 # A cell belongs to the target when the target covers at least this share of the cell
 # the target covers most (a small shape covers no cell fully).
@@ -50,15 +51,11 @@ class GroundingError(ValueError):
 def cell_coverage(mask: np.ndarray, grid_hw: tuple[int, int]) -> torch.Tensor:
     """Share of each merged vision token's cell an H x W mask covers: [grid_h / 2 * grid_w / 2], row order.
 
-    The mask is resized to the processor's pixel size as :func:`unipixel_ros.regions.region_token_masks`
-    resizes region masks, then averaged over each 28 x 28 cell.
+    The mask is resized as :func:`unipixel_ros.regions.region_token_masks` resizes region masks,
+    then averaged over each 28 x 28 cell.
     """
-    grid_h, grid_w = grid_hw
-    if grid_h % SPATIAL_MERGE_SIZE or grid_w % SPATIAL_MERGE_SIZE:
-        raise GroundingError(f"grid {grid_h}x{grid_w} is not divisible by the merge size {SPATIAL_MERGE_SIZE}")
     m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
-    resized = F.interpolate(m, size=(grid_h * PATCH_SIZE, grid_w * PATCH_SIZE), mode="bilinear",
-                            align_corners=False, antialias=True)
+    resized = resize_to_grid(m, *grid_hw)
     return F.avg_pool2d(resized, kernel_size=RESIZE_FACTOR, stride=RESIZE_FACTOR).flatten()
 
 

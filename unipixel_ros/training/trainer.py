@@ -446,9 +446,8 @@ class Trainer:
 
         Targets absent from the seed frame (frame 0) give no pointing or seeding term.
         """
-        config = self.model.config
-        input_ids = example.inputs.input_ids[0]
-        vision = torch.nonzero((input_ids == config.video_token_id) | (input_ids == config.image_token_id)).flatten()
+        # Frames reach the language model as video tokens (images too: one-frame clips).
+        vision = torch.nonzero(example.inputs.input_ids[0] == self.model.config.video_token_id).flatten()
         grid = tuple(int(v) for v in example.inputs.video_grid_thw[0])
         places = self.cell_tokens(grid, example.frames.shape[2], example.frames.shape[1])
         if vision.numel() != places.shape[0]:
