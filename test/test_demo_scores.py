@@ -116,3 +116,27 @@ def test_the_follow_up_answer_is_scored_against_the_clicked_shapes_colour() -> N
     wrong = score_follow_up("orange", "blue triangle", "blue", 2, "orange circle")
     assert right["correct"] and not wrong["correct"]
     assert (right["question"], right["memory_id"], wrong["mask_is_on"]) == (FOLLOW_UP, 2, "orange circle")
+
+
+def test_the_query_overlay_draws_each_objects_whole_label(tmp_path) -> None:
+    """The renderer shortens a label to fit the frame (with an ellipsis); the demo hands it the whole
+    label, as it does for tracked frames. Cutting it first left "Please segment the red t" on the
+    query's overlay."""
+    from unipixel_ros.demo import write_query_outputs
+
+    image = np.zeros((24, 32, 3), np.uint8)
+    mask = SimpleNamespace(encoding="mono8", height=24, width=32, step=32, data=np.ones((24, 32), np.uint8).tobytes())
+    label = "Please segment the red triangle."
+    result = SimpleNamespace(frame_stamps=[SimpleNamespace(sec=1, nanosec=0)],
+                             objects=[SimpleNamespace(id=1, label=label, masks=[mask])])
+    rec = Recorder()
+    rec.images[1_000_000_000] = _image_msg(image)
+    drawn = []
+
+    def draw(frame, objects):
+        drawn.extend(objects)
+        return frame
+
+    write_query_outputs(tmp_path, result, rec, draw, lambda ident, text, where: SimpleNamespace(label=text))
+    assert [o.label for o in drawn] == [label]
+    assert (tmp_path / "query_overlay.png").is_file() and (tmp_path / "query_obj1_frame00.png").is_file()

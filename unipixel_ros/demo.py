@@ -668,7 +668,7 @@ def write_query_outputs(out: Path, result: Any, rec: Recorder, draw: Callable, o
         name = f"obj{obj.id}" if obj.id else f"answer{n}"
         for i, mask in enumerate(obj.masks):
             write_png(out / f"query_{name}_frame{i:02d}.png", pixels(mask))
-        drawn.append(overlay_object(obj.id or n + 1, obj.label[:24], pixels(obj.masks[-1]) > 0))
+        drawn.append(overlay_object(obj.id or n + 1, obj.label, pixels(obj.masks[-1]) > 0))
     with rec.lock:
         frame = rec.images.get(newest_stamp)
     if frame is not None:
